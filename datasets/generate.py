@@ -132,11 +132,14 @@ def _generic_chunk(
     if spec.problem_type == "regression":
         lo = target.min if target.min is not None else 0.0
         values = lo + 10 * (score - score.min() + 1)
-        cols[target.name] = pa.array(values.round().astype(np.int64) if target.type == "int" else values)
+        if target.type == "int":
+            values = values.round().astype(np.int64)
+        cols[target.name] = pa.array(values)
     else:
         classes = spec.classes
         edges = np.quantile(score, np.linspace(0, 1, len(classes) + 1)[1:-1])
-        cols[target.name] = pa.array(np.array(list(classes), dtype=object)[np.digitize(score, edges)])
+        labels = np.array(list(classes), dtype=object)
+        cols[target.name] = pa.array(labels[np.digitize(score, edges)])
     return {c.name: cols[c.name] for c in spec.columns}
 
 
@@ -151,10 +154,10 @@ def _dirty(
     for i, col in enumerate(spec.columns):
         values = cols[col.name].cast(pa.string())
         hit = bad_rows & (victim == i)
+        junk_kind = "category" if col.categories else col.type
+        choices: list[str | None] = list(_DIRT.get(junk_kind, []))
         if col.required or col.name == spec.target_column:
-            choices = [None, *_DIRT.get(col.type if not col.categories else "category", [""])]
-        else:
-            choices = _DIRT.get(col.type if not col.categories else "category", [])
+            choices.insert(0, None)  # a missing required value
         if hit.any() and choices and not col.pii:
             junk = pa.array([choices[k] for k in rng.integers(0, len(choices), int(hit.sum()))])
             replaced = np.array(values.to_pylist(), dtype=object)

@@ -146,7 +146,7 @@ class DatasetSpec:
             return ()
         cats = self.target.categories or ()
         if self.problem_type == "binary" and self.positive_class is not None:
-            return tuple(c for c in cats if c != self.positive_class) + (self.positive_class,)
+            return (*(c for c in cats if c != self.positive_class), self.positive_class)
         return tuple(cats)
 
     def model_features(self) -> tuple[ModelFeature, ...]:

@@ -1,0 +1,1 @@
+"""Sluice infrastructure: one construct module per component, thin stacks that compose them."""

@@ -1,0 +1,118 @@
+"""Typed stage configuration, chosen in ``app.py`` from CDK context (``-c stage=prod``).
+
+Differences between stages are known at synth time, so they live here, in code, not in
+CloudFormation parameters or conditions. Constructs receive a ``StageConfig``; they never read
+environment variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
+
+Architecture = Literal["arm64", "x86_64"]
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Everything that differs between stages."""
+
+    stage: str
+    #: prod keeps data when a stack is deleted; dev cleans up after itself
+    retain_data: bool
+    termination_protection: bool
+    #: arm64 on AWS (cheaper per GB-second); the local cloud uses the host's architecture
+    lambda_architecture: Architecture = "arm64"
+    lambda_python: str = "3.13"
+    log_retention_days: int = 30
+    preprocess_reserved_concurrency: int = 2
+    # data lake lifecycle
+    raw_infrequent_access_after_days: int = 30
+    raw_glacier_after_days: int = 90
+    noncurrent_versions_expire_after_days: int = 30
+    access_logs_expire_after_days: int = 365
+    abort_multipart_after_days: int = 7
+    #: subscribed to the notifications topic when set
+    notification_email: str | None = None
+    #: optional fixed account/region; None keeps templates environment-agnostic
+    account: str | None = None
+    region: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        """Prefix for the few physical names that outside tools must find."""
+        return f"sluice-{self.stage}"
+
+    @property
+    def removal_policy(self) -> cdk.RemovalPolicy:
+        return cdk.RemovalPolicy.RETAIN if self.retain_data else cdk.RemovalPolicy.DESTROY
+
+    @property
+    def architecture(self) -> lambda_.Architecture:
+        return (
+            lambda_.Architecture.ARM_64
+            if self.lambda_architecture == "arm64"
+            else (lambda_.Architecture.X86_64)
+        )
+
+    @property
+    def runtime(self) -> lambda_.Runtime:
+        return lambda_.Runtime(f"python{self.lambda_python}", lambda_.RuntimeFamily.PYTHON)
+
+    @property
+    def env(self) -> cdk.Environment | None:
+        if self.account is None and self.region is None:
+            return None
+        return cdk.Environment(account=self.account, region=self.region)
+
+
+STAGES: dict[str, StageConfig] = {
+    "dev": StageConfig(stage="dev", retain_data=False, termination_protection=False),
+    "prod": StageConfig(
+        stage="prod",
+        retain_data=True,
+        termination_protection=True,
+        log_retention_days=365,
+        preprocess_reserved_concurrency=10,
+        noncurrent_versions_expire_after_days=90,
+    ),
+}
+
+#: context keys that may override a stage's defaults, with the type they are parsed to
+_OVERRIDES: dict[str, type] = {
+    "lambda_architecture": str,
+    "account": str,
+    "notification_email": str,
+    "region": str,
+    "preprocess_reserved_concurrency": int,
+    "log_retention_days": int,
+}
+
+
+OVERRIDABLE: tuple[str, ...] = tuple(_OVERRIDES)
+
+
+class ConfigError(ValueError):
+    """The stage or an override given with ``-c`` is invalid."""
+
+
+def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConfig:
+    """The config of ``stage``, with overrides from CDK context (``-c key=value``)."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    changes: dict[str, Any] = {}
+    for key, kind in _OVERRIDES.items():
+        value = (context or {}).get(key)
+        if value is None:
+            continue
+        try:
+            changes[key] = kind(value)
+        except ValueError as exc:
+            raise ConfigError(f"-c {key}={value!r}: expected {kind.__name__}") from exc
+    if changes.get("lambda_architecture", "arm64") not in ("arm64", "x86_64"):
+        raise ConfigError("-c lambda_architecture must be arm64 or x86_64")
+    return dataclasses.replace(STAGES[stage], **changes)

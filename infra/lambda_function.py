@@ -1,0 +1,208 @@
+"""One small factory for the project's Python Lambda functions, with Docker-free bundling.
+
+``aws_lambda_python_alpha.PythonFunction`` bundles inside a Docker container; Sluice must synth
+and deploy on machines without a Docker engine. ``PipLocalBundling`` installs the function's
+requirements with ``pip install --platform manylinux2014_<arch> --only-binary=:all:`` for the
+Lambda runtime's Python version (wheels only, so the result is what Lambda can import whatever
+the build host is), then copies the function's source packages beside them. Bundles are cached
+by content hash under ``.cache/bundles/`` so repeated synths cost a copy, not a download.
+
+Every function gets: its own role (no AWS managed policies), its own log group with the stage's
+retention, JSON logs, X-Ray tracing, and the Powertools service/namespace settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import StageConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = REPO_ROOT / ".cache" / "bundles"
+METRICS_NAMESPACE = "Sluice"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.md")
+
+
+def _files(paths: Sequence[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            out.append(path)
+        else:
+            out.extend(
+                p for p in sorted(path.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
+            )
+    return out
+
+
+@jsii.implements(cdk.ILocalBundling)
+class PipLocalBundling:
+    """Bundle ``sources`` (repo-relative) plus pip-installed ``requirements`` into the asset."""
+
+    def __init__(
+        self,
+        *,
+        sources: Sequence[str],
+        requirements: str | None,
+        architecture: str,
+        python_version: str,
+    ) -> None:
+        self.sources = [REPO_ROOT / s for s in sources]
+        self.requirements = REPO_ROOT / requirements if requirements else None
+        self.platform = (
+            "manylinux2014_aarch64" if architecture == "arm64" else ("manylinux2014_x86_64")
+        )
+        self.python_version = python_version
+
+    @property
+    def asset_hash(self) -> str:
+        """Content hash of everything that goes into the bundle."""
+        digest = hashlib.sha256(f"{self.platform}|{self.python_version}".encode())
+        inputs = self.sources + ([self.requirements] if self.requirements else [])
+        for file in _files(inputs):
+            digest.update(str(file.relative_to(REPO_ROOT)).encode())
+            digest.update(file.read_bytes())
+        return digest.hexdigest()
+
+    def _pip_install(self, target: Path) -> None:
+        if self.requirements is None:
+            return
+        cmd = [
+            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--no-compile", "--only-binary=:all:", "--implementation", "cp",
+            "--platform", self.platform, "--python-version", self.python_version,
+            "--target", str(target), "-r", str(self.requirements),
+        ]  # fmt: skip
+        subprocess.run(cmd, check=True)
+
+    def try_bundle(self, output_dir: str, *, image: Any = None, **_: Any) -> bool:
+        cached = CACHE_DIR / self.asset_hash
+        if not cached.is_dir():
+            CACHE_DIR.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
+                build = Path(tmp) / "bundle"
+                build.mkdir()
+                self._pip_install(build)
+                for src in self.sources:
+                    dest = build / src.relative_to(REPO_ROOT)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if src.is_dir():
+                        shutil.copytree(src, dest, ignore=_IGNORED, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(src, dest)
+                build.rename(cached)
+        shutil.copytree(cached, output_dir, dirs_exist_ok=True)
+        return True
+
+
+def python_code(
+    *,
+    sources: Sequence[str],
+    requirements: str | None,
+    config: StageConfig,
+) -> lambda_.Code:
+    """An asset for a function whose handler lives in ``sources`` (repo-relative paths)."""
+    bundling = PipLocalBundling(
+        sources=sources,
+        requirements=requirements,
+        architecture=config.lambda_architecture,
+        python_version=config.lambda_python,
+    )
+    return lambda_.Code.from_asset(
+        str(REPO_ROOT / sources[-1]),  # what CDK uses when bundling is skipped (tests)
+        asset_hash_type=cdk.AssetHashType.CUSTOM,
+        asset_hash=bundling.asset_hash,
+        bundling=cdk.BundlingOptions(
+            image=cdk.DockerImage.from_registry("unused-local-bundling-only"),
+            local=bundling,
+        ),
+    )
+
+
+class PythonFunction(Construct):
+    """A Sluice Lambda function: ``lambdas/<name>/handler.py``'s ``handler``.
+
+    The asset holds ``lambdas/`` (the function and the shared observability module),
+    ``datasets/`` when ``with_specs`` is set, and ``lambdas/<name>/requirements.txt``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        name: str,
+        config: StageConfig,
+        description: str,
+        environment: Mapping[str, str] | None = None,
+        timeout: Duration | None = None,
+        memory_size: int = 512,
+        reserved_concurrency: int | None = None,
+        with_specs: bool = False,
+    ) -> None:
+        super().__init__(scope, id_)
+        package = REPO_ROOT / "lambdas" / name
+        requirements = package / "requirements.txt"
+        sources = ["lambdas/__init__.py"]
+        if (REPO_ROOT / "lambdas" / "shared").is_dir():
+            sources.append("lambdas/shared")
+        if with_specs:
+            sources.append("datasets")
+        sources.append(f"lambdas/{name}")
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays(config.log_retention_days),
+            removal_policy=config.removal_policy,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Sluice {config.stage} {name} function",
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=config.runtime,
+            architecture=config.architecture,
+            handler=f"lambdas.{name}.handler.handler",
+            code=python_code(
+                sources=sources,
+                requirements=str(requirements.relative_to(REPO_ROOT))
+                if requirements.is_file()
+                else None,
+                config=config,
+            ),
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE,
+            timeout=timeout or Duration.seconds(30),
+            memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": name,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "SLUICE_STAGE": config.stage,
+                **(environment or {}),
+            },
+        )

@@ -1,0 +1,77 @@
+"""The two stacks of a stage. A stack only composes constructs, tags and checks.
+
+- ``<prefix>-data`` (stateful): the KMS key and the buckets. Termination protection and RETAIN in
+  prod, so deleting the application never deletes data.
+- ``<prefix>-app`` (stateless): every component that can be recreated from code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.data_lake import DataLake
+from infra.nag import acknowledge_framework_singletons
+from infra.notifications import Notifications
+
+
+class StatefulStack(cdk.Stack):
+    def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            id_,
+            description=f"Sluice {config.stage}: data lake (KMS key, buckets)",
+            termination_protection=config.termination_protection,
+            env=config.env,
+            **kwargs,
+        )
+        self.data_lake = DataLake(self, "DataLake", config=config)
+        lake = self.data_lake
+        for name, bucket in {
+            "RawBucket": lake.raw_bucket,
+            "CuratedBucket": lake.curated_bucket,
+            "QuarantineBucket": lake.quarantine_bucket,
+            "ArtifactsBucket": lake.artifacts_bucket,
+        }.items():
+            cdk.CfnOutput(self, name, value=bucket.bucket_name)
+        cdk.CfnOutput(self, "DataKeyArn", value=lake.key.key_arn)
+
+
+class StatelessStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: StageConfig,
+        data_lake: DataLake,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            id_,
+            description=f"Sluice {config.stage}: ingestion, training pipeline, serving, monitoring",
+            env=config.env,
+            **kwargs,
+        )
+        self.config = config
+        self.data_lake = data_lake
+        self.notifications = Notifications(self, "Notifications", config=config, key=data_lake.key)
+        cdk.CfnOutput(self, "NotificationsTopicArn", value=self.notifications.topic.topic_arn)
+        # Further components are composed here as they land (see DESIGN.md).
+
+
+def build_stage(app: cdk.App, config: StageConfig) -> tuple[StatefulStack, StatelessStack]:
+    """Both stacks of a stage, tagged."""
+    stateful = StatefulStack(app, f"{config.prefix}-data", config=config)
+    stateless = StatelessStack(
+        app, f"{config.prefix}-app", config=config, data_lake=stateful.data_lake
+    )
+    for stack in (stateful, stateless):
+        acknowledge_framework_singletons(stack)
+        cdk.Tags.of(stack).add("project", "sluice")
+        cdk.Tags.of(stack).add("stage", config.stage)
+    return stateful, stateless

@@ -1,0 +1,85 @@
+"""Docker-free Lambda bundling: what goes into an asset, for which platform."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import lambda_function
+from infra.lambda_function import PipLocalBundling
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "lambdas" / "echo").mkdir(parents=True)
+    (tmp_path / "lambdas" / "__init__.py").write_text("")
+    (tmp_path / "lambdas" / "echo" / "handler.py").write_text("def handler(e, c):\n    return e\n")
+    (tmp_path / "lambdas" / "echo" / "requirements.txt").write_text("six==1.16.0\n")
+    (tmp_path / "lambdas" / "echo" / "__pycache__").mkdir()
+    (tmp_path / "lambdas" / "echo" / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"x")
+    monkeypatch.setattr(lambda_function, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(lambda_function, "CACHE_DIR", tmp_path / ".cache")
+    return tmp_path
+
+
+def bundling(arch: str = "arm64") -> PipLocalBundling:
+    return PipLocalBundling(
+        sources=["lambdas/__init__.py", "lambdas/echo"],
+        requirements="lambdas/echo/requirements.txt",
+        architecture=arch,
+        python_version="3.13",
+    )
+
+
+def test_pip_targets_the_lambda_platform_with_wheels_only(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        target = Path(cmd[cmd.index("--target") + 1])
+        (target / "six.py").write_text("# installed\n")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    out = repo / "out"
+    assert bundling("arm64").try_bundle(str(out), image=None) is True
+
+    (cmd,) = calls
+    assert cmd[cmd.index("--platform") + 1] == "manylinux2014_aarch64"
+    assert cmd[cmd.index("--python-version") + 1] == "3.13"
+    assert "--only-binary=:all:" in cmd
+    assert (out / "six.py").is_file()
+    assert (out / "lambdas" / "echo" / "handler.py").is_file()
+    assert (out / "lambdas" / "__init__.py").is_file()
+    assert not (out / "lambdas" / "echo" / "__pycache__").exists()
+
+
+def test_a_second_bundle_of_the_same_sources_comes_from_the_cache(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        runs.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    bundling().try_bundle(str(repo / "a"), image=None)
+    bundling().try_bundle(str(repo / "b"), image=None)
+    assert len(runs) == 1
+    assert (repo / "b" / "lambdas" / "echo" / "handler.py").is_file()
+
+
+def test_the_asset_hash_follows_code_requirements_and_platform(repo: Path) -> None:
+    before = bundling().asset_hash
+    assert bundling("x86_64").asset_hash != before
+    (repo / "lambdas" / "echo" / "handler.py").write_text("def handler(e, c):\n    return 1\n")
+    after_code = bundling().asset_hash
+    assert after_code != before
+    (repo / "lambdas" / "echo" / "requirements.txt").write_text("six==1.17.0\n")
+    assert bundling().asset_hash != after_code
