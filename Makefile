@@ -28,15 +28,22 @@ test: lint ## every test suite that needs no AWS account (lint included)
 	$(PY) -m pytest
 
 .PHONY: lint
-lint: synth ## ruff, mypy, cfn-lint on the synthesized templates
+lint: ## ruff, mypy, and cfn-lint on the synthesized templates of every stage
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/cfn-lint cdk.out/*.template.json
+	for stage in dev prod; do \
+	  $(CDK) synth --quiet -c stage=$$stage -o cdk.out.lint/$$stage > /dev/null || exit 1; \
+	done
+	$(VENV)/bin/cfn-lint cdk.out.lint/*/*.template.json
 
 .PHONY: synth
 synth: ## synthesize the CloudFormation templates of a stage into cdk.out/ (STAGE=dev|prod)
 	$(CDK) synth --quiet -c stage=$(STAGE) > /dev/null
+
+.PHONY: bench
+bench: ## benchmarks: speed and memory as ratios against a floor measured in the same run
+	$(PY) -m benchmarks
 
 # ---------------------------------------------------------------- AWS
 .PHONY: deploy

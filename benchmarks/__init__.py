@@ -1,0 +1,1 @@
+"""Benchmarks behind ``make bench``: ratios against a floor measured in the same run."""
