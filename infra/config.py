@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 
 Architecture = Literal["arm64", "x86_64"]
 
@@ -64,6 +65,10 @@ class StageConfig:
         return lambda_.Runtime(f"python{self.lambda_python}", lambda_.RuntimeFamily.PYTHON)
 
     @property
+    def log_retention(self) -> logs.RetentionDays:
+        return LOG_RETENTION[self.log_retention_days]
+
+    @property
     def env(self) -> cdk.Environment | None:
         if self.account is None and self.region is None:
             return None
@@ -80,6 +85,23 @@ STAGES: dict[str, StageConfig] = {
         preprocess_reserved_concurrency=10,
         noncurrent_versions_expire_after_days=90,
     ),
+}
+
+#: CloudWatch Logs accepts these retention periods only (days → CDK enum)
+LOG_RETENTION: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
 }
 
 #: context keys that may override a stage's defaults, with the type they are parsed to
@@ -115,4 +137,8 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
             raise ConfigError(f"-c {key}={value!r}: expected {kind.__name__}") from exc
     if changes.get("lambda_architecture", "arm64") not in ("arm64", "x86_64"):
         raise ConfigError("-c lambda_architecture must be arm64 or x86_64")
+    if changes.get("log_retention_days", 30) not in LOG_RETENTION:
+        raise ConfigError(
+            f"-c log_retention_days must be one of {', '.join(map(str, LOG_RETENTION))}"
+        )
     return dataclasses.replace(STAGES[stage], **changes)

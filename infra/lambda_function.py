@@ -168,7 +168,7 @@ class PythonFunction(Construct):
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            retention=logs.RetentionDays(config.log_retention_days),
+            retention=config.log_retention,
             removal_policy=config.removal_policy,
         )
         self.role = iam.Role(
@@ -195,7 +195,6 @@ class PythonFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
-            tracing=lambda_.Tracing.ACTIVE,
             timeout=timeout or Duration.seconds(30),
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrency,
@@ -205,4 +204,43 @@ class PythonFunction(Construct):
                 "SLUICE_STAGE": config.stage,
                 **(environment or {}),
             },
+        )
+        self._trace_with_xray()
+        cdk.Validations.of(self.function).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-L1",
+                reason="Python 3.13 is pinned on purpose: it is the newest runtime that the "
+                "local cloud's interpreter and every pinned wheel (pyarrow) support; "
+                "it is a supported Lambda runtime.",
+            )
+        )
+
+    def _trace_with_xray(self) -> None:
+        """Active X-Ray tracing, its permissions in a policy of their own.
+
+        ``Tracing.ACTIVE`` would put ``xray:*`` on ``*`` into the role's default policy, where a
+        cdk-nag acknowledgment of ``Resource::*`` would also hide later grants. X-Ray's
+        ``PutTraceSegments``/``PutTelemetryRecords`` support no resource-level permissions, so
+        they stand alone here, acknowledged alone.
+        """
+        cfn = self.function.node.default_child
+        assert isinstance(cfn, lambda_.CfnFunction)
+        cfn.tracing_config = lambda_.CfnFunction.TracingConfigProperty(mode="Active")
+        xray = iam.Policy(
+            self,
+            "XRay",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                    resources=["*"],
+                )
+            ],
+        )
+        cdk.Validations.of(xray).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords do not support "
+                "resource-level permissions; this policy holds nothing else.",
+            )
         )

@@ -46,6 +46,8 @@ def test_stage_config_rejects_unknown_stages_and_bad_overrides() -> None:
         stage_config("qa")
     with pytest.raises(ConfigError, match="arm64 or x86_64"):
         stage_config("dev", {"lambda_architecture": "sparc"})
+    with pytest.raises(ConfigError, match="log_retention_days must be one of 1, 3"):
+        stage_config("dev", {"log_retention_days": 42})
     with pytest.raises(ConfigError, match="expected int"):
         stage_config("dev", {"preprocess_reserved_concurrency": "many"})
 
