@@ -31,7 +31,7 @@ test: lint ## every test suite that needs no AWS account (lint included)
 lint: ## ruff, mypy, and cfn-lint on the synthesized templates of every stage
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy $(wildcard app.py infra datasets lambdas training benchmarks)
 	for stage in dev prod; do \
 	  $(CDK) synth --quiet -c stage=$$stage -o cdk.out.lint/$$stage > /dev/null || exit 1; \
 	done
