@@ -53,3 +53,29 @@ deploy: ## deploy a stage to the AWS account of your credentials (STAGE=dev|prod
 .PHONY: destroy
 destroy: ## destroy a stage's stacks (prod buckets and key are retained)
 	$(CDK) destroy --all -c stage=$(STAGE)
+
+# ---------------------------------------------------------------- local cloud
+LOCAL_ENDPOINT := http://127.0.0.1:4566
+LOCAL_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
+# dummy credentials for the local endpoint only; cdklocal sends everything to LOCAL_ENDPOINT
+CDKLOCAL := AWS_ENDPOINT_URL=$(LOCAL_ENDPOINT) AWS_ENDPOINT_URL_S3=$(LOCAL_ENDPOINT) \
+	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
+	AWS_REGION=us-east-1 npx --no-install cdklocal
+
+.PHONY: local-install
+local-install: ## install the local cloud into .venv-local (LocalStack host mode + local/ extension)
+	local/install.sh
+
+.PHONY: local-up
+local-up: ## start the local cloud on 127.0.0.1:4566 (no Docker) and wait until healthy
+	local/start.sh
+
+.PHONY: local-down
+local-down: ## stop the local cloud, leave no process or port behind, wipe its state (.local/)
+	local/stop.sh --wipe
+
+.PHONY: local-deploy
+local-deploy: ## bootstrap and deploy the dev stage to the local cloud with cdklocal
+	$(CDKLOCAL) bootstrap -c stage=dev -c lambda_architecture=$(LOCAL_ARCH)
+	$(CDKLOCAL) deploy --all -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
+		--require-approval never --output cdk.out.local

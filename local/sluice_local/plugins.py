@@ -1,0 +1,76 @@
+"""Entry points LocalStack discovers through plux (declared in ``local/pyproject.toml``).
+
+Everything heavy is imported lazily inside the factories, so discovery stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localstack.runtime import hooks
+from localstack.services.cloudformation.resource_provider import (
+    CloudFormationResourceProviderPlugin,
+    ResourceProvider,
+)
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+from localstack.services.plugins import Service, aws_provider
+
+
+class SubprocessExecutorPlugin(RuntimeExecutorPlugin):
+    """``LAMBDA_RUNTIME_EXECUTOR=subprocess``."""
+
+    name = "subprocess"
+
+    def load(self, *args: Any, **kwargs: Any) -> type:
+        from sluice_local.lambda_executor import SubprocessRuntimeExecutor
+
+        return SubprocessRuntimeExecutor
+
+
+class CustomResourceProviderPlugin(CloudFormationResourceProviderPlugin):
+    """``AWS::CloudFormation::CustomResource`` and every ``Custom::*`` type."""
+
+    name = "AWS::CloudFormation::CustomResource"
+
+    def __init__(self) -> None:
+        self.factory: type[ResourceProvider] | None = None
+
+    def load(self) -> None:
+        from sluice_local.custom_resources import CustomResourceProvider
+
+        self.factory = CustomResourceProvider
+
+
+@aws_provider(api="sagemaker")
+def sagemaker() -> Service:
+    from sluice_local.sagemaker.provider import create_sagemaker_service
+
+    return create_sagemaker_service()
+
+
+@aws_provider(api="sagemaker-runtime")
+def sagemaker_runtime() -> Service:
+    from sluice_local.sagemaker.provider import create_runtime_service
+
+    return create_runtime_service()
+
+
+@aws_provider(api="dynamodb", name="moto")
+def dynamodb_moto() -> Service:
+    from sluice_local.dynamodb import create_dynamodb_service
+
+    return create_dynamodb_service()
+
+
+@hooks.on_infra_start()
+def install_sagemaker_sync_tasks() -> None:
+    from sluice_local.sfn_sagemaker import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_cfn_response_route() -> None:
+    from sluice_local.custom_resources import register_response_route
+
+    register_response_route()
