@@ -2,9 +2,11 @@
 
 ``aws_lambda_python_alpha.PythonFunction`` bundles inside a Docker container; Sluice must synth
 and deploy on machines without a Docker engine. ``PipLocalBundling`` installs the function's
-requirements with ``pip install --platform manylinux2014_<arch> --only-binary=:all:`` for the
-Lambda runtime's Python version (wheels only, so the result is what Lambda can import whatever
-the build host is), then copies the function's source packages beside them. Bundles are cached
+requirements with ``pip install --platform manylinux_2_34_<arch> ... --only-binary=:all:`` for
+the Lambda runtime's Python version (wheels only, so the result is what Lambda can import whatever
+the build host is), then copies the function's source packages beside them. The Python 3.12+
+runtimes run on Amazon Linux 2023 (glibc 2.34), so wheels up to manylinux_2_34 qualify; recent
+pyarrow releases publish manylinux_2_28 wheels only. Bundles are cached
 by content hash under ``.cache/bundles/`` so repeated synths cost a copy, not a download.
 
 Every function gets: its own role (no AWS managed policies), its own log group with the stage's
@@ -64,15 +66,14 @@ class PipLocalBundling:
     ) -> None:
         self.sources = [REPO_ROOT / s for s in sources]
         self.requirements = REPO_ROOT / requirements if requirements else None
-        self.platform = (
-            "manylinux2014_aarch64" if architecture == "arm64" else ("manylinux2014_x86_64")
-        )
+        arch = "aarch64" if architecture == "arm64" else "x86_64"
+        self.platforms = [f"manylinux_2_{v}_{arch}" for v in (34, 28, 17)]
         self.python_version = python_version
 
     @property
     def asset_hash(self) -> str:
         """Content hash of everything that goes into the bundle."""
-        digest = hashlib.sha256(f"{self.platform}|{self.python_version}".encode())
+        digest = hashlib.sha256(f"{self.platforms}|{self.python_version}".encode())
         inputs = self.sources + ([self.requirements] if self.requirements else [])
         for file in _files(inputs):
             digest.update(str(file.relative_to(REPO_ROOT)).encode())
@@ -85,7 +86,8 @@ class PipLocalBundling:
         cmd = [
             sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
             "--no-compile", "--only-binary=:all:", "--implementation", "cp",
-            "--platform", self.platform, "--python-version", self.python_version,
+            *(arg for platform in self.platforms for arg in ("--platform", platform)),
+            "--python-version", self.python_version,
             "--target", str(target), "-r", str(self.requirements),
         ]  # fmt: skip
         subprocess.run(cmd, check=True)
