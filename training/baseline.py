@@ -1,0 +1,111 @@
+"""The training baseline saved with the model: what drift detection compares live data against.
+
+For every feature: null fraction and summary statistics, and a histogram that PSI can use —
+numeric features by training deciles (``edges``; a value goes to bin
+``searchsorted(edges, x, side="right")``), categorical ones by category. Fractions are of all
+rows, so ``sum(fractions) + null_fraction == 1``. The model's score distribution on the
+validation split is recorded the same way (``predictions``), for prediction drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from training.schema import FeatureSchema, FeatureSpec
+
+BASELINE_FORMAT = "sluice-baseline/1"
+_MAX_ROWS = 1_000_000
+_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def _numeric(values: np.ndarray, bins: int) -> dict[str, Any]:
+    present = values[~np.isnan(values)]
+    n = max(values.size, 1)
+    if present.size == 0:
+        return {"count": 0, "null_fraction": 1.0, "edges": [], "fractions": [0.0]}
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=edges.size + 1)
+    q = np.quantile(present, _QUANTILES)
+    return {
+        "count": int(present.size),
+        "null_fraction": 1 - present.size / n,
+        "mean": float(present.mean()),
+        "std": float(present.std()),
+        "min": float(present.min()),
+        "max": float(present.max()),
+        "quantiles": {f"p{int(k * 100):02d}": float(v) for k, v in zip(_QUANTILES, q, strict=True)},
+        "edges": [float(e) for e in edges],
+        "fractions": [float(c) / n for c in counts],
+    }
+
+
+def _categorical(values: np.ndarray, feature: FeatureSpec) -> dict[str, Any]:
+    present = values[~np.isnan(values)].astype(np.int64)
+    n = max(values.size, 1)
+    cats = list(feature.categories or ())
+    counts = np.bincount(present, minlength=len(cats))[: len(cats)]
+    return {
+        "count": int(present.size),
+        "null_fraction": 1 - present.size / n,
+        "categories": cats,
+        "fractions": [float(c) / n for c in counts],
+    }
+
+
+def _sample(x: np.ndarray, seed: int) -> np.ndarray:
+    if x.shape[0] <= _MAX_ROWS:
+        return x
+    idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], _MAX_ROWS, replace=False))
+    return x[idx]
+
+
+def build(
+    x_train: np.ndarray,
+    schema: FeatureSchema,
+    val_scores: np.ndarray,
+    *,
+    bins: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The baseline document for ``baseline.json`` (large inputs are sampled to 1M rows)."""
+    x = _sample(x_train, seed)
+    features = {}
+    for j, feature in enumerate(schema.features):
+        col = x[:, j].astype(np.float64)
+        if feature.kind == "categorical":
+            features[feature.name] = {"kind": "categorical", **_categorical(col, feature)}
+        else:
+            features[feature.name] = {"kind": "numeric", **_numeric(col, bins)}
+    scores = val_scores if val_scores.ndim == 1 else val_scores.max(axis=1)
+    return {
+        "format": BASELINE_FORMAT,
+        "rows": int(x_train.shape[0]),
+        "sampled_rows": int(x.shape[0]),
+        "features": features,
+        "predictions": {"kind": "numeric", **_numeric(scores.astype(np.float64), bins)},
+    }
+
+
+def fractions(feature_baseline: dict[str, Any], values: np.ndarray) -> tuple[np.ndarray, float]:
+    """Bin fractions and null fraction of new encoded values, binned like the baseline."""
+    values = np.asarray(values, dtype=np.float64)
+    n = max(values.size, 1)
+    present = values[~np.isnan(values)]
+    if feature_baseline["kind"] == "categorical":
+        k = len(feature_baseline["categories"])
+        counts = np.bincount(present.astype(np.int64), minlength=k)[:k]
+    else:
+        edges = np.asarray(feature_baseline["edges"], dtype=np.float64)
+        counts = np.bincount(
+            np.searchsorted(edges, present, side="right"), minlength=edges.size + 1
+        )
+    return counts / n, 1 - present.size / n
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
+    """Population stability index of two fraction vectors (null fractions may be appended)."""
+    e = np.clip(np.asarray(expected, dtype=np.float64), eps, None)
+    a = np.clip(np.asarray(actual, dtype=np.float64), eps, None)
+    return float(np.sum((a - e) * np.log(a / e)))
