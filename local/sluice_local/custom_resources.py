@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 from localstack.http import Request, Response, route
 from localstack.services.cloudformation.resource_provider import (
@@ -74,7 +74,7 @@ def register_response_route() -> None:
 
 
 class CustomResourceProvider(ResourceProvider[Properties]):
-    SCHEMA = {
+    SCHEMA: ClassVar[dict[str, Any]] = {
         "typeName": "AWS::CloudFormation::CustomResource",
         "primaryIdentifier": ["/properties/PhysicalResourceId"],
         "properties": {"ServiceToken": {"type": "string"}},
@@ -109,9 +109,7 @@ class CustomResourceProvider(ResourceProvider[Properties]):
             "ResourceProperties": properties,
         }
         if kind != "Create":
-            event["PhysicalResourceId"] = previous.get("PhysicalResourceId") or _default_id(
-                request
-            )
+            event["PhysicalResourceId"] = previous.get("PhysicalResourceId") or _default_id(request)
         if kind == "Update":
             event["OldResourceProperties"] = previous.get("Properties") or {}
 
@@ -124,9 +122,11 @@ class CustomResourceProvider(ResourceProvider[Properties]):
             return ProgressEvent(
                 status=OperationStatus.FAILED, resource_model={}, message=str(reason)
             )
-        physical_id = response.get("PhysicalResourceId") or event.get(
-            "PhysicalResourceId"
-        ) or _default_id(request)
+        physical_id = (
+            response.get("PhysicalResourceId")
+            or event.get("PhysicalResourceId")
+            or _default_id(request)
+        )
         data = response.get("Data") or {}
         model: Properties = {
             **{key: value for key, value in data.items() if isinstance(key, str)},

@@ -62,7 +62,10 @@ def _layer_paths(function_version: FunctionVersion, family: str) -> list[str]:
         layer.code.prepare_for_execution()
         root = Path(layer.code.get_unzipped_code_location())
         if family == "python":
-            paths += [str(root / "python"), *map(str, root.glob("python/lib/python3*/site-packages"))]
+            paths += [
+                str(root / "python"),
+                *map(str, root.glob("python/lib/python3*/site-packages")),
+            ]
         else:
             paths += [str(root / "nodejs" / "node_modules"), str(root / "nodejs")]
     return paths
@@ -71,7 +74,7 @@ def _layer_paths(function_version: FunctionVersion, family: str) -> list[str]:
 class SubprocessRuntimeExecutor(RuntimeExecutor):
     """One execution environment; each ``invoke`` is one subprocess."""
 
-    def __init__(self, id: str, function_version: FunctionVersion) -> None:  # noqa: A002
+    def __init__(self, id: str, function_version: FunctionVersion) -> None:
         super().__init__(id, function_version)
         self._env: dict[str, str] = {}
         self._logs: list[str] = []
@@ -187,7 +190,9 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
         if result_file.exists():
             result: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
             return bool(result["ok"]), str(result["payload"])
-        message = f"RequestId: {request_id} Error: Runtime exited with error: exit status {returncode}"
+        message = (
+            f"RequestId: {request_id} Error: Runtime exited with error: exit status {returncode}"
+        )
         return False, json.dumps({"errorType": "Runtime.ExitError", "errorMessage": message})
 
     def _format_logs(self, request_id: str, output: str, duration_ms: float) -> str:

@@ -52,7 +52,9 @@ def lambda_concurrency() -> int:
 
 def job_python() -> str:
     """Interpreter standing in for the SageMaker container image (the project venv)."""
-    return os.environ.get("SLUICE_SAGEMAKER_PYTHON") or str(repo_root() / ".venv" / "bin" / "python")
+    return os.environ.get("SLUICE_SAGEMAKER_PYTHON") or str(
+        repo_root() / ".venv" / "bin" / "python"
+    )
 
 
 def job_concurrency() -> int:

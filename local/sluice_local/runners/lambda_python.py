@@ -83,13 +83,18 @@ def _load_handler(spec: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except SyntaxError as exc:
-        raise _RuntimeError("Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}") from exc
+        raise _RuntimeError(
+            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}"
+        ) from exc
     except ImportError as exc:
-        raise _RuntimeError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}") from exc
+        raise _RuntimeError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
     handler = getattr(module, function_name, None)
     if handler is None:
         raise _RuntimeError(
-            "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
+            "Runtime.HandlerNotFound",
+            f"Handler '{function_name}' missing on module '{module_name}'",
         )
     return handler
 
@@ -113,7 +118,9 @@ def main() -> int:
         try:
             payload = json.dumps(value)
         except (TypeError, ValueError) as exc:
-            raise _RuntimeError("Runtime.MarshalError", f"Unable to marshal response: {exc}") from exc
+            raise _RuntimeError(
+                "Runtime.MarshalError", f"Unable to marshal response: {exc}"
+            ) from exc
         result = {"ok": True, "payload": payload}
     except _RuntimeError as exc:
         error = _error(exc.error_type, str(exc))

@@ -1,0 +1,1 @@
+"""SageMaker emulation: jobs that run, endpoints that serve."""

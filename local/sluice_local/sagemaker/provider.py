@@ -1,0 +1,247 @@
+"""The ``sagemaker`` and ``sagemaker-runtime`` services: moto for bookkeeping, real runs on top.
+
+Every operation goes to moto (LocalStack's moto-ext) except the ones that must do real work:
+jobs run their scripts (``jobs.py``), endpoints start workers (``endpoints.py``), UpdateEndpoint
+and the Stop calls (missing in moto) are implemented here, and InvokeEndpoint answers with the
+model's own prediction.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from localstack.aws.api import CommonServiceException, RequestContext, ServiceRequest
+from localstack.aws.skeleton import DispatchTable, Skeleton
+from localstack.aws.spec import load_service
+from localstack.services.moto import call_moto
+from localstack.services.plugins import Service, ServiceLifecycleHook
+from moto.sagemaker.models import sagemaker_backends
+
+from sluice_local.sagemaker import endpoints, jobs
+
+Handler = Callable[[RequestContext, ServiceRequest], Any]
+
+
+class ValidationError(CommonServiceException):
+    def __init__(self, message: str) -> None:
+        super().__init__("ValidationException", message, status_code=400)
+
+
+class ModelError(CommonServiceException):
+    def __init__(self, message: str) -> None:
+        super().__init__("ModelError", message, status_code=424)
+
+
+def _backend(context: RequestContext) -> Any:
+    return sagemaker_backends[context.account_id][context.region]
+
+
+def _thread(target: Callable[..., None], *args: Any, name: str) -> None:
+    threading.Thread(target=target, args=args, name=name, daemon=True).start()
+
+
+def _moto(context: RequestContext, request: ServiceRequest) -> Any:
+    return call_moto(context)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def create_training_job(context: RequestContext, request: ServiceRequest) -> Any:
+    response = call_moto(context)
+    record = _backend(context).training_jobs[request["TrainingJobName"]]
+    stamp = jobs.now()
+    # moto marks the job Completed at once and invents metric definitions: undo both
+    record.algorithm_specification = copy.deepcopy(request["AlgorithmSpecification"])
+    record.training_job_status = "InProgress"
+    record.secondary_status = "Starting"
+    record.secondary_status_transitions = [
+        {
+            "Status": "Starting",
+            "StartTime": stamp,
+            "StatusMessage": "Launching requested ML instances",
+        }
+    ]
+    record.model_artifacts = None
+    record.training_start_time = None
+    record.training_end_time = None
+    record.final_metric_data_list = None
+    record.failure_reason = None
+    _thread(
+        jobs.run_training_job,
+        record,
+        dict(request),
+        context.account_id,
+        context.region,
+        name=f"training-{request['TrainingJobName']}",
+    )
+    return response
+
+
+def create_processing_job(context: RequestContext, request: ServiceRequest) -> Any:
+    response = call_moto(context)
+    record = _backend(context).processing_jobs[request["ProcessingJobName"]]
+    record.processing_job_status = "InProgress"
+    record.processing_end_time = None
+    record.failure_reason = None
+    record.environment = request.get("Environment")
+    _thread(
+        jobs.run_processing_job,
+        record,
+        dict(request),
+        context.account_id,
+        context.region,
+        name=f"processing-{request['ProcessingJobName']}",
+    )
+    return response
+
+
+def _stop(kind: str, records: dict[str, Any], name: str, status_attr: str) -> dict[str, Any]:
+    record = records.get(name)
+    if record is None:
+        raise ValidationError(f"Requested resource not found: {kind} {name}")
+    running = jobs.RUNNING.get(name)
+    if getattr(record, status_attr) != "InProgress" or running is None:
+        raise ValidationError(f"The {kind} {name} is not in InProgress state")
+    setattr(record, status_attr, "Stopping")
+    running.stop()
+    return {}
+
+
+def stop_training_job(context: RequestContext, request: ServiceRequest) -> Any:
+    records = _backend(context).training_jobs
+    return _stop("training job", records, request["TrainingJobName"], "training_job_status")
+
+
+def stop_processing_job(context: RequestContext, request: ServiceRequest) -> Any:
+    records = _backend(context).processing_jobs
+    return _stop("processing job", records, request["ProcessingJobName"], "processing_job_status")
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+def create_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
+    response = call_moto(context)
+    record = _backend(context).endpoints[request["EndpointName"]]
+    record.endpoint_status = "Creating"
+    threading.Thread(
+        target=endpoints.deploy,
+        args=(record, context.account_id, context.region, request["EndpointConfigName"]),
+        kwargs={"update": False},
+        name=f"endpoint-{request['EndpointName']}",
+        daemon=True,
+    ).start()
+    return response
+
+
+def update_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
+    backend = _backend(context)
+    name, config_name = request["EndpointName"], request["EndpointConfigName"]
+    record = backend.endpoints.get(name)
+    arn = f"arn:aws:sagemaker:{context.region}:{context.account_id}:endpoint/{name.lower()}"
+    if record is None:
+        raise ValidationError(f'Could not find endpoint "{arn}".')
+    if config_name not in backend.endpoint_configs:
+        raise ValidationError(f'Could not find endpoint configuration "{config_name}".')
+    if record.endpoint_status not in ("InService", "Failed"):
+        raise ValidationError(f'Cannot update in-progress endpoint "{arn}".')
+    if record.endpoint_status == "Failed":
+        raise ValidationError(f'Cannot update failed endpoint "{arn}".')
+    record.endpoint_status = "Updating"
+    threading.Thread(
+        target=endpoints.deploy,
+        args=(record, context.account_id, context.region, config_name),
+        kwargs={"update": True},
+        name=f"endpoint-update-{name}",
+        daemon=True,
+    ).start()
+    return {"EndpointArn": record.arn}
+
+
+def delete_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
+    response = call_moto(context)
+    endpoints.undeploy(context.account_id, context.region, request["EndpointName"])
+    return response
+
+
+SAGEMAKER_OVERRIDES: dict[str, Handler] = {
+    "CreateTrainingJob": create_training_job,
+    "StopTrainingJob": stop_training_job,
+    "CreateProcessingJob": create_processing_job,
+    "StopProcessingJob": stop_processing_job,
+    "CreateEndpoint": create_endpoint,
+    "UpdateEndpoint": update_endpoint,
+    "DeleteEndpoint": delete_endpoint,
+}
+
+
+# ---------------------------------------------------------------- runtime
+
+
+def invoke_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
+    name = request["EndpointName"]
+    live = endpoints.live(context.account_id, context.region, name)
+    if live is None:
+        raise ValidationError(f"Endpoint {name} of account {context.account_id} not found.")
+    raw = request["Body"]
+    body: bytes = raw.read() if hasattr(raw, "read") else bytes(raw or b"")
+    content_type = request.get("ContentType") or "application/json"
+    try:
+        answer = endpoints.invoke(
+            live, body, content_type, request.get("Accept"), request.get("TargetVariant")
+        )
+    except KeyError as exc:
+        raise ValidationError(f"Target variant {exc} not found for endpoint {name}.") from None
+    except OSError as exc:
+        raise ModelError(f"Could not reach the model container: {exc}") from None
+    if answer.status != 200:
+        error = ModelError(
+            f"Received {'client' if answer.status < 500 else 'server'} error ({answer.status}) "
+            f'from primary with message "{answer.body.decode(errors="replace")}". See '
+            f"/aws/sagemaker/Endpoints/{name} in account {context.account_id} for more information."
+        )
+        error.sender_fault = True
+        raise error
+    endpoints.capture(context.account_id, context.region, name, live, answer, body, content_type)
+    return {
+        "Body": answer.body,
+        "ContentType": answer.content_type,
+        "InvokedProductionVariant": answer.variant,
+    }
+
+
+class _Lifecycle(ServiceLifecycleHook):
+    def on_before_stop(self) -> None:
+        endpoints.stop_all()
+        for running in list(jobs.RUNNING.values()):
+            running.stop()
+
+
+def _dispatch(service: str, overrides: dict[str, Handler]) -> DispatchTable:
+    model = load_service(service)
+    table: DispatchTable = dict.fromkeys(model.operation_names, _moto)
+    table.update(overrides)
+    return table
+
+
+def create_sagemaker_service() -> Service:
+    return Service(
+        "sagemaker",
+        skeleton=Skeleton(load_service("sagemaker"), _dispatch("sagemaker", SAGEMAKER_OVERRIDES)),
+        lifecycle_hook=_Lifecycle(),
+    )
+
+
+def create_runtime_service() -> Service:
+    overrides: dict[str, Handler] = {"InvokeEndpoint": invoke_endpoint}
+    return Service(
+        "sagemaker-runtime",
+        skeleton=Skeleton(
+            load_service("sagemaker-runtime"), _dispatch("sagemaker-runtime", overrides)
+        ),
+        lifecycle_hook=_Lifecycle(),
+    )
