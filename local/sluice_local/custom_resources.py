@@ -141,7 +141,20 @@ def _template_properties(state: Properties) -> Properties:
     bookkeeping = state.get(BOOKKEEPING)
     if bookkeeping and "ServiceToken" not in state:
         return dict(bookkeeping["Properties"])
-    return {key: value for key, value in state.items() if key != BOOKKEEPING}
+    return _as_cloudformation_sends({k: v for k, v in state.items() if k != BOOKKEEPING})
+
+
+def _as_cloudformation_sends(value: Any) -> Any:
+    """CloudFormation hands custom resources every scalar as a string ("true", "5")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _as_cloudformation_sends(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_cloudformation_sends(item) for item in value]
+    return value
 
 
 def _default_id(request: ResourceRequest[Properties]) -> str:

@@ -82,6 +82,15 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
     def __init__(self) -> None:
         super().__init__(supported_integration_patterns=_PATTERNS)
 
+    def _get_supported_parameters(self) -> set[str] | None:
+        """The API's own request members; None (an invalid resource) for unknown actions."""
+        try:
+            operation = self._get_boto_operation_model("sagemaker", self.resource.api_action)
+        except RuntimeError:
+            return None
+        shape = operation.input_shape
+        return set(shape.members) if shape is not None else set()
+
     def _normalise_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
         """Keep SageMaker's own casing (the generic one turns VolumeSizeInGB into ...Gb)."""
 

@@ -3,6 +3,23 @@
 "use strict";
 const fs = require("fs");
 const path = require("path");
+const http = require("http");
+const https = require("https");
+
+// CloudFormation's ResponseURL is an https URL on AWS, and CDK's Node.js handlers PUT to it with
+// https.request({hostname, path}) (port 443 implied). Locally the URL points at the gateway, which
+// speaks plain http on EDGE_PORT: send such requests there.
+const gatewayPort = Number(process.env.EDGE_PORT || 4566);
+const httpsRequest = https.request;
+https.request = function request(options, ...rest) {
+  const local = options && typeof options === "object" && !(options instanceof URL) &&
+    [options.hostname, options.host].includes("127.0.0.1") && !options.port;
+  if (local) {
+    const { agent, ...plain } = options;
+    return http.request({ ...plain, protocol: "http:", port: gatewayPort }, ...rest);
+  }
+  return httpsRequest.call(this, options, ...rest);
+};
 
 function errorPayload(type, message, stack) {
   return { errorType: type, errorMessage: message, trace: stack || [] };
