@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import xgboost as xgb
 from xgboost.callback import EarlyStopping, TrainingCallback
 
@@ -103,3 +104,21 @@ class MetricLines(TrainingCallback):
                 parts.append(f"{data}-{metric}={float(value):.6f};")
         print(" ".join(parts), file=sys.stdout, flush=True)
         return False
+
+
+class ValidationScores(TrainingCallback):
+    """Keep the validation predictions of the kept rounds while XGBoost still caches them
+    (``xgboost.train`` drops its prediction cache when it returns)."""
+
+    def __init__(self, dval: xgb.DMatrix, use_best: bool) -> None:
+        super().__init__()
+        self.dval = dval
+        self.use_best = use_best
+        self.rounds = 0
+        self.scores: np.ndarray | None = None
+
+    def after_training(self, model: xgb.Booster) -> xgb.Booster:
+        best = model.attr("best_iteration") if self.use_best else None
+        self.rounds = int(best) + 1 if best is not None else model.num_boosted_rounds()
+        self.scores = np.asarray(model.predict(self.dval, iteration_range=(0, self.rounds)))
+        return model

@@ -42,6 +42,7 @@ from training.callbacks import (
     Checkpoint,
     MetricLines,
     ResumableEarlyStopping,
+    ValidationScores,
     latest_checkpoint,
 )
 from training.data import (
@@ -205,8 +206,11 @@ def _fit(
     dval: xgb.DMatrix,
     args: argparse.Namespace,
     run_key: str,
-) -> tuple[xgb.Booster, dict[str, Any]]:
-    """Train with checkpoints, resuming from the newest checkpoint of this run."""
+) -> tuple[xgb.Booster, np.ndarray, dict[str, Any]]:
+    """Train with checkpoints, resuming from the newest checkpoint of this run.
+
+    Returns the booster trimmed to the best iteration, its validation scores, and run facts.
+    """
     checkpoint = Checkpoint(Path(args.checkpoint_dir), run_key, args.checkpoint_interval)
     start, why = latest_checkpoint(checkpoint.directory, run_key)
     resumed = start.num_boosted_rounds() if start is not None else 0
@@ -219,29 +223,33 @@ def _fit(
         if stopper.exhausted:
             remaining = 0
     if remaining > 0:
+        kept = ValidationScores(dval, use_best=stopper is not None)
         booster = xgb.train(
             params,
             dtrain,
             num_boost_round=remaining,
             evals=[(dval, "validation")],
-            callbacks=callbacks,
+            callbacks=[*callbacks, kept],
             xgb_model=start,
             verbose_eval=False,
         )
         checkpoint.save(booster)
+        rounds, val_scores = kept.rounds, kept.scores
     else:
         assert start is not None
-        booster = start
-    best = booster.attr("best_iteration")
-    if stopper is not None and best is not None and int(best) + 1 < booster.num_boosted_rounds():
-        booster = booster[: int(best) + 1]
+        booster, best = start, start.attr("best_iteration")
+        rounds = int(best) + 1 if stopper is not None and best is not None else resumed
+        val_scores = np.asarray(booster.predict(dval, iteration_range=(0, rounds)))
+    if rounds < booster.num_boosted_rounds():
+        booster = booster[:rounds]
     info = {
         "resumed_from_round": resumed,
         "checkpoint": why,
-        "rounds": booster.num_boosted_rounds(),
-        "best_iteration": int(best) if best is not None else booster.num_boosted_rounds() - 1,
+        "rounds": rounds,
+        "best_iteration": rounds - 1,
     }
-    return booster, info
+    assert val_scores is not None
+    return booster, val_scores, info
 
 
 def training_callbacks(
@@ -316,10 +324,8 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     dtrain = _matrix(x_train, y_train, schema, max_bin=args.max_bin)
     dval = _matrix(xv, yv, schema, ref=dtrain)
     t1 = time.perf_counter()
-    booster, fit_info = _fit(params, dtrain, dval, args, run_key)
+    booster, val_scores, fit_info = _fit(params, dtrain, dval, args, run_key)
     t2 = time.perf_counter()
-
-    val_scores = np.asarray(booster.inplace_predict(xv, validate_features=False))
     results = {"validation": metrics.compute(spec.problem_type, yv, val_scores)}
     if test_mask.any():
         test_scores = np.asarray(booster.inplace_predict(x[test_mask], validate_features=False))
