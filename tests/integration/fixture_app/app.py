@@ -27,8 +27,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 FUNCTIONS = Path(__file__).parent / "functions"
-ARCH = lambda_.Architecture.ARM_64 if platform.machine() in ("arm64", "aarch64") else (
-    lambda_.Architecture.X86_64
+ARCH = (
+    lambda_.Architecture.ARM_64
+    if platform.machine() in ("arm64", "aarch64")
+    else (lambda_.Architecture.X86_64)
 )
 
 TRAIN_TASK = {

@@ -1,0 +1,37 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+ENDPOINT = "http://127.0.0.1:4566"
+REGION = "us-east-1"
+#: fake credentials for the local endpoint only (never exported to this process's environment)
+LOCAL_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+def healthy() -> bool:
+    try:
+        with urllib.request.urlopen(f"{ENDPOINT}/_localstack/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,183 @@
+"""SageMaker on the local cloud: `.sync` training in Step Functions, endpoints that really serve."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+JOBS = Path(__file__).parent / "jobs"
+INSTANCES = [[0.1, 0.9], [0.8, 0.2], [0.5, 0.5]]
+
+
+def _sourcedir() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in ("train.py", "inference.py"):
+            tar.add(JOBS / name, arcname=name)
+    return buffer.getvalue()
+
+
+def _training_rows() -> bytes:
+    rng = np.random.default_rng(7)
+    features = rng.random((40, 2))
+    labels = (features[:, 0] > 0.5).astype(float)
+    rows = np.column_stack([labels, features])
+    return "\n".join(",".join(f"{v:.4f}" for v in row) for row in rows).encode()
+
+
+@pytest.fixture(scope="module")
+def training_inputs(aws, stack_outputs) -> dict[str, str]:
+    bucket = stack_outputs["ArtifactsBucketName"]
+    s3 = aws("s3")
+    s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=_sourcedir())
+    s3.put_object(Bucket=bucket, Key="data/train/rows.csv", Body=_training_rows())
+    return {
+        "submit": f"s3://{bucket}/code/sourcedir.tar.gz",
+        "train_uri": f"s3://{bucket}/data/train",
+        "output_uri": f"s3://{bucket}/models",
+    }
+
+
+def _run_training(aws, stack_outputs, inputs, **hyperparameters: str) -> dict[str, Any]:
+    sfn = aws("stepfunctions")
+    job_name = f"it-{uuid.uuid4().hex[:12]}"
+    execution = sfn.start_execution(
+        stateMachineArn=stack_outputs["TrainStateMachineArn"],
+        name=job_name,
+        input=json.dumps(
+            {
+                "job_name": job_name,
+                "image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+                "hyperparameters": {
+                    "sagemaker_program": json.dumps("train.py"),
+                    "sagemaker_submit_directory": json.dumps(inputs["submit"]),
+                    **hyperparameters,
+                },
+                "train_uri": inputs["train_uri"],
+                "output_uri": inputs["output_uri"],
+            }
+        ),
+    )
+
+    def finished() -> dict[str, Any] | None:
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+        return None if described["status"] == "RUNNING" else described
+
+    described = wait_for(finished, timeout=120, interval=1, what=f"execution {job_name}")
+    return {"job_name": job_name, **described}
+
+
+@pytest.fixture(scope="module")
+def trained(aws, stack_outputs, training_inputs) -> dict[str, Any]:
+    return _run_training(aws, stack_outputs, training_inputs, num_round="5")
+
+
+def test_sync_training_task_runs_the_script_to_succeeded(aws, trained):
+    # Given a state machine with a createTrainingJob.sync task, When it runs a real script
+    # Then the execution succeeds after the job completed, with its artifact in S3
+    assert trained["status"] == "SUCCEEDED", trained.get("cause")
+    output = json.loads(trained["output"])
+    assert output["training"]["status"] == "Completed"
+    job = aws("sagemaker").describe_training_job(TrainingJobName=trained["job_name"])
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["ModelArtifacts"]["S3ModelArtifacts"] == output["training"]["model"]
+    assert output["training"]["model"].endswith(f"/{trained['job_name']}/output/model.tar.gz")
+
+
+def test_failing_script_fails_the_execution_with_its_reason(aws, stack_outputs, training_inputs):
+    # Given a hyperparameter the script rejects
+    failed = _run_training(aws, stack_outputs, training_inputs, min_rows="1000")
+    # Then the execution fails like a failed .sync task, carrying the script's own message
+    assert failed["status"] == "FAILED"
+    assert failed["error"] == "States.TaskFailed"
+    cause = json.loads(failed["cause"])
+    assert cause["TrainingJobStatus"] == "Failed"
+    assert "ValueError: need at least 1000 rows, got 40" in cause["FailureReason"]
+    job = aws("sagemaker").describe_training_job(TrainingJobName=failed["job_name"])
+    assert job["FailureReason"] == cause["FailureReason"]
+
+
+def _local_predictions(aws, model_uri: str) -> list[float]:
+    bucket, key = model_uri.removeprefix("s3://").split("/", 1)
+    archive = aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        model_json = tar.extractfile("model.json")
+        assert model_json is not None
+        raw = model_json.read()
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    return booster.predict(xgb.DMatrix(np.array(INSTANCES))).tolist()
+
+
+@pytest.fixture(scope="module")
+def endpoint(aws, stack_outputs, training_inputs, trained) -> Any:
+    assert trained["status"] == "SUCCEEDED", trained.get("cause")
+    sagemaker = aws("sagemaker")
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    model_uri = json.loads(trained["output"])["training"]["model"]
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=stack_outputs["TrainingRoleArn"],
+        PrimaryContainer={
+            "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+            "ModelDataUrl": model_uri,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": training_inputs["submit"],
+            },
+        },
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+    def settled() -> str | None:
+        status = sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]
+        return None if status == "Creating" else status
+
+    status = wait_for(settled, timeout=90, what=f"endpoint {name}")
+    assert status == "InService", sagemaker.describe_endpoint(EndpointName=name)
+    yield {"name": name, "model_uri": model_uri}
+    sagemaker.delete_endpoint(EndpointName=name)
+
+
+def test_endpoint_answers_with_the_models_real_prediction(aws, endpoint):
+    # Given an endpoint serving the trained artifact with its inference.py
+    runtime = aws("sagemaker-runtime")
+    # When it is invoked
+    response = runtime.invoke_endpoint(
+        EndpointName=endpoint["name"],
+        ContentType="application/json",
+        Body=json.dumps({"instances": INSTANCES}),
+    )
+    # Then the answer is the model's own prediction (what the artifact predicts here, too)
+    predictions = json.loads(response["Body"].read())["predictions"]
+    assert predictions == pytest.approx(_local_predictions(aws, endpoint["model_uri"]), rel=1e-6)
+    assert predictions[0] < 0.5 < predictions[1]
+    assert response["ContentType"] == "application/json"
+
+
+def test_handler_error_surfaces_as_model_error(aws, endpoint):
+    runtime = aws("sagemaker-runtime")
+    with pytest.raises(runtime.exceptions.ModelError, match="unsupported content type text/csv"):
+        runtime.invoke_endpoint(EndpointName=endpoint["name"], ContentType="text/csv", Body="1,2")
