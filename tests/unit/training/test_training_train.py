@@ -199,3 +199,18 @@ def test_missing_column_fails_with_a_message_naming_it(tmp_path, churn_data, cap
     assert rc == 1
     err = capsys.readouterr().err
     assert "support_calls" in err and "part.parquet" in err
+
+
+def test_validation_channel_replaces_the_hashed_validation_share(tmp_path, churn_data, churn_spec):
+    # Given a separate validation channel of curated rows
+    from training.sample import write_curated
+
+    val = write_curated(churn_spec, tmp_path / "val", 2_000, seed=9, files=1)
+    # When training gets it
+    model = run_train(
+        CHURN_SPEC, churn_data, tmp_path, "--num_round", "10", "--validation", str(val)
+    )
+    # Then the run records the channel it stopped on
+    meta = metadata(model)
+    assert meta["data"]["validation_channel"][0]["path"].endswith("part-0.parquet")
+    assert meta["split"]["rows"]["validation"] > 0
