@@ -170,14 +170,10 @@ def _dirty(
     return out
 
 
-def generate_chunks(
-    dataset: str, rows: int, seed: int = 42, drift: float = 0.0, dirty: float = 0.0
+def spec_chunks(
+    spec: DatasetSpec, rows: int, seed: int = 42, drift: float = 0.0, dirty: float = 0.0
 ) -> Iterator[pa.Table]:
-    """Yield the sample dataset as Arrow tables of at most CHUNK_ROWS rows."""
-    path = spec_path(dataset)
-    if path is None:
-        raise SpecError(f"dataset {dataset!r} is not declared (no datasets/{dataset}.yaml)")
-    spec = load_spec(path)
+    """Yield sample data for ``spec`` as Arrow tables of at most CHUNK_ROWS rows."""
     rng = np.random.default_rng(seed)
     for start in range(0, rows, CHUNK_ROWS):
         n = min(CHUNK_ROWS, rows - start)
@@ -188,6 +184,16 @@ def generate_chunks(
         if dirty > 0:
             cols = _dirty(spec, rng, cols, dirty)
         yield pa.table(cols)
+
+
+def generate_chunks(
+    dataset: str, rows: int, seed: int = 42, drift: float = 0.0, dirty: float = 0.0
+) -> Iterator[pa.Table]:
+    """Yield sample data for a dataset declared in ``datasets/<dataset>.yaml``."""
+    path = spec_path(dataset)
+    if path is None:
+        raise SpecError(f"dataset {dataset!r} is not declared (no datasets/{dataset}.yaml)")
+    return spec_chunks(load_spec(path), rows, seed, drift, dirty)
 
 
 def write_csv(

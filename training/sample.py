@@ -25,11 +25,8 @@ _SAMPLE_KEY = b"sluice-sample-key"
 
 
 def raw_table(spec: DatasetSpec, rows: int, seed: int = 42, drift: float = 0.0) -> pa.Table:
-    """Generator output for a spec (declared datasets by name, any other via the generic one)."""
-    if generate.spec_path(spec.name) is not None:
-        return pa.concat_tables(generate.generate_chunks(spec.name, rows, seed, drift))
-    rng = np.random.default_rng(seed)
-    return pa.table(generate._generic_chunk(spec, rng, 0, rows, drift))
+    """Generator output for a spec (churn's own generator, the generic one for any other)."""
+    return pa.concat_tables(generate.spec_chunks(spec, rows, seed, drift))
 
 
 def curate(spec: DatasetSpec, raw: pa.Table) -> pa.Table:
