@@ -181,3 +181,70 @@ def test_handler_error_surfaces_as_model_error(aws, endpoint):
     runtime = aws("sagemaker-runtime")
     with pytest.raises(runtime.exceptions.ModelError, match="unsupported content type text/csv"):
         runtime.invoke_endpoint(EndpointName=endpoint["name"], ContentType="text/csv", Body="1,2")
+
+
+def test_processing_job_runs_its_script_and_uploads_outputs(aws, stack_outputs, training_inputs):
+    # Given a processing job in the shape SageMaker's script processors send
+    bucket = stack_outputs["ArtifactsBucketName"]
+    s3, sagemaker = aws("s3"), aws("sagemaker")
+    s3.put_object(Bucket=bucket, Key="code/evaluate.py", Body=(JOBS / "evaluate.py").read_bytes())
+    name = f"it-proc-{uuid.uuid4().hex[:8]}"
+
+    def s3_input(input_name: str, uri: str, path: str) -> dict[str, Any]:
+        return {
+            "InputName": input_name,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": path,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+            },
+        }
+
+    sagemaker.create_processing_job(
+        ProcessingJobName=name,
+        RoleArn=stack_outputs["TrainingRoleArn"],
+        AppSpecification={
+            "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+            "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/evaluate.py"],
+            "ContainerArguments": [
+                "--input",
+                "/opt/ml/processing/input/data",
+                "--output",
+                "/opt/ml/processing/evaluation",
+            ],
+        },
+        ProcessingInputs=[
+            s3_input("code", f"s3://{bucket}/code/evaluate.py", "/opt/ml/processing/input/code"),
+            s3_input("data", training_inputs["train_uri"], "/opt/ml/processing/input/data"),
+        ],
+        ProcessingOutputConfig={
+            "Outputs": [
+                {
+                    "OutputName": "evaluation",
+                    "S3Output": {
+                        "S3Uri": f"s3://{bucket}/evaluation/{name}",
+                        "LocalPath": "/opt/ml/processing/evaluation",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        ProcessingResources={
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "VolumeSizeInGB": 5,
+            }
+        },
+    )
+
+    def finished() -> dict[str, Any] | None:
+        job = sagemaker.describe_processing_job(ProcessingJobName=name)
+        return None if job["ProcessingJobStatus"] == "InProgress" else job
+
+    job = wait_for(finished, timeout=60, what=f"processing job {name}")
+    # Then it completed and its output is in S3
+    assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+    body = s3.get_object(Bucket=bucket, Key=f"evaluation/{name}/evaluation.json")["Body"].read()
+    assert json.loads(body) == {"rows": 40}
