@@ -1,0 +1,88 @@
+"""``python -m lambdas.preprocess --spec datasets/<name>.yaml INPUT OUTPUT_DIR``
+
+Exit status: 0 the file is accepted (curated Parquet, manifest.json and, when some rows were
+bad, quarantine/rows.jsonl under OUTPUT_DIR); 2 the file is rejected (the reason in
+OUTPUT_DIR/rejection.json and on stderr) or cannot be processed (bad spec, no PII key, unwritable
+OUTPUT_DIR); 1 an internal error. Never a traceback.
+
+The PII key (HMAC-SHA-256) comes from ``--pii-key-file FILE`` (the file's bytes, a trailing line
+break removed) or else from the environment variable SLUICE_PII_KEY (its UTF-8 bytes). In Lambda
+it comes from Secrets Manager instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from datasets.spec import DatasetSpec, SpecError, load_spec, spec_path
+from lambdas.preprocess.errors import ConfigError
+from lambdas.preprocess.pipeline import process_file
+
+PII_KEY_ENV = "SLUICE_PII_KEY"
+
+
+def _pii_key(key_file: Path | None) -> bytes | None:
+    if key_file is not None:
+        try:
+            return key_file.read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the PII key file {key_file}: {exc.strerror}") from exc
+    value = os.environ.get(PII_KEY_ENV)
+    return value.encode() if value else None
+
+
+def _spec(args: argparse.Namespace) -> tuple[DatasetSpec | None, str | None]:
+    if args.spec is not None:
+        return load_spec(args.spec), None
+    path = spec_path(args.dataset)
+    return (load_spec(path) if path else None), args.dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lambdas.preprocess",
+        description="Validate an upload against its dataset spec, mask PII, curate to Parquet.",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--spec", type=Path, help="the dataset spec, datasets/<name>.yaml")
+    which.add_argument("--dataset", help="a dataset name, resolved to datasets/<name>.yaml")
+    parser.add_argument("input", type=Path, help="CSV, CSV.gz or Parquet file")
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--pii-key-file", type=Path, help=f"else the env var {PII_KEY_ENV}")
+    parser.add_argument("--workers", type=int, help="hashing processes (default: one per core)")
+    args = parser.parse_args(argv)
+    try:
+        spec, dataset = _spec(args)
+        outcome = process_file(
+            args.input,
+            args.output_dir,
+            spec=spec,
+            dataset=dataset,
+            pii_key=_pii_key(args.pii_key_file),
+            workers=args.workers,
+        )
+    except (SpecError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if outcome.rejection is not None:
+        print(f"rejected: {outcome.rejection}", file=sys.stderr)
+        return 2
+    summary = {
+        "rows_in": outcome.rows_in,
+        "rows_curated": outcome.rows_curated,
+        "rows_quarantined": outcome.rows_quarantined,
+        "output_dir": str(outcome.output_dir),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""Row-level checks: raw columns in, typed columns and per-row problems out.
+
+Clean columns take one vectorised Arrow cast. Only when that cast fails is the column looked at
+value by value: a regular expression sets the obvious junk aside, and the rest is cut in halves
+until the values Arrow cannot cast are found, so "valid" means exactly what Arrow accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from datasets.spec import Column, DatasetSpec
+from lambdas.preprocess.errors import Rejection
+
+#: a single value longer than this sends its row to quarantine
+MAX_FIELD_BYTES = 64 << 10
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+_INT_RE = r"^-?[0-9]{1,19}$"
+_FLOAT_RE = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_TS_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?"
+_ZONE_RE = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
+_TRUE = ("true", "1", "yes", "t", "y")
+_FALSE = ("false", "0", "no", "f", "n")
+
+_OUT_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": TIMESTAMP,
+    "category": pa.string(),
+    "string": pa.string(),
+}
+
+_EXPECTED: dict[str, str] = {
+    "int": "an integer",
+    "float": "a finite number",
+    "bool": "true or false",
+    "timestamp": "an ISO-8601 timestamp such as 2024-01-31T12:00:00Z",
+    "category": "a category",
+    "string": "text",
+}
+
+
+def output_type(col: Column) -> pa.DataType:
+    """The curated Parquet type of a declared column (PII: the hex digest, a string)."""
+    return pa.string() if col.pii else _OUT_TYPES[col.type]
+
+
+@dataclass
+class Problem:
+    """Rows of one column that fail one check, and what was expected of them."""
+
+    column: str
+    mask: np.ndarray
+    expected: str  # "" for a missing required value
+
+
+@dataclass
+class Layout:
+    """How the file's header maps onto the spec, decided once per file."""
+
+    present: list[Column]
+    missing_optional: list[str]
+    keep_unknown: list[str]
+    dropped_unknown: list[str]
+    required: set[str] = field(default_factory=set)
+
+
+def plan_layout(spec: DatasetSpec, header: list[str]) -> Layout:
+    names = set(header)
+    required = set(spec.required_columns) | {spec.target_column}
+    missing = [c.name for c in spec.columns if c.name not in names and c.name in required]
+    if missing:
+        raise Rejection(
+            "missing_columns",
+            f"required column(s) {', '.join(repr(m) for m in missing)} not in the header",
+            column=missing[0],
+            line=1,
+            expected=f"a header with {', '.join(spec.required_columns)}",
+            got=", ".join(header),
+        )
+    declared = set(spec.column_names)
+    unknown = [h for h in header if h not in declared]
+    if unknown and spec.unknown_columns == "reject":
+        raise Rejection(
+            "unknown_columns",
+            f"column(s) {', '.join(repr(u) for u in unknown)} are not declared in the spec "
+            f"{spec.name} v{spec.version} (unknown_columns: reject)",
+            column=unknown[0],
+            line=1,
+            expected="only the columns the spec declares",
+        )
+    return Layout(
+        present=[c for c in spec.columns if c.name in names],
+        missing_optional=[c.name for c in spec.columns if c.name not in names],
+        keep_unknown=unknown if spec.unknown_columns == "keep" else [],
+        dropped_unknown=unknown if spec.unknown_columns == "drop" else [],
+        required=required,
+    )
+
+
+# ------------------------------------------------------------------------------------ casting
+def _cast_exact(values: pa.Array, to: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Cast, setting to null (and flagging) exactly the values Arrow cannot cast."""
+    try:
+        return values.cast(to), np.zeros(len(values), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if len(values) == 1:
+            return pa.nulls(1, to), np.ones(1, dtype=bool)
+    half = len(values) // 2
+    left, left_bad = _cast_exact(values.slice(0, half), to)
+    right, right_bad = _cast_exact(values.slice(half), to)
+    return pa.concat_arrays([left, right]), np.concatenate([left_bad, right_bad])
+
+
+def _parse(values: pa.Array, to: pa.DataType, pattern: str) -> tuple[pa.Array, np.ndarray]:
+    try:
+        return values.cast(to), np.zeros(len(values), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    shaped = pc.match_substring_regex(values, pattern).fill_null(True)
+    typed, failed = _cast_exact(pc.if_else(shaped, values, None), to)
+    return typed, failed | ~_np(shaped)
+
+
+def _parse_timestamp(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    try:
+        return values.cast(TIMESTAMP), np.zeros(len(values), dtype=bool)
+    except pa.ArrowInvalid:
+        pass
+    shaped = _np(pc.match_substring_regex(values, _TS_RE).fill_null(True))
+    zoned = pc.match_substring_regex(values, _ZONE_RE).fill_null(False)
+    with_zone, bad_zone = _cast_exact(pc.if_else(zoned, values, None), TIMESTAMP)
+    # no zone written: the wall time is taken as UTC
+    naive, bad_naive = _cast_exact(pc.if_else(zoned, None, values), pa.timestamp("us"))
+    typed = pc.coalesce(with_zone, naive.cast(TIMESTAMP))
+    bad = bad_zone | bad_naive | ~shaped
+    return pc.if_else(pa.array(bad), None, typed), bad
+
+
+def _parse_bool(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    lower = pc.utf8_lower(values)
+    is_true = pc.is_in(lower, value_set=pa.array(_TRUE))
+    is_false = pc.is_in(lower, value_set=pa.array(_FALSE))
+    bad = _np(pc.and_(values.is_valid(), pc.invert(pc.or_(is_true, is_false))))
+    typed = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
+    return typed.cast(pa.bool_()), bad
+
+
+def _np(mask: Any) -> np.ndarray:
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _from_text(col: Column, values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    if col.type == "int":
+        return _parse(values, pa.int64(), _INT_RE)
+    if col.type == "float":
+        typed, bad = _parse(values, pa.float64(), _FLOAT_RE)
+        infinite = _np(pc.invert(pc.is_finite(typed)).fill_null(False))
+        if infinite.any():
+            typed = pc.if_else(pa.array(infinite), None, typed)
+        return typed, bad | infinite
+    if col.type == "bool":
+        return _parse_bool(values)
+    if col.type == "timestamp":
+        return _parse_timestamp(values)
+    return values, np.zeros(len(values), dtype=bool)
+
+
+def _from_typed(col: Column, values: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
+    """Parquet columns already of a fitting type; None means: go through text."""
+    t = values.type
+    ok = (
+        (col.type == "int" and pa.types.is_integer(t))
+        or (col.type == "float" and (pa.types.is_integer(t) or pa.types.is_floating(t)))
+        or (col.type == "bool" and pa.types.is_boolean(t))
+        or (col.type == "timestamp" and pa.types.is_timestamp(t))
+    )
+    if not ok:
+        return None
+    target = output_type(col)
+    if pa.types.is_timestamp(t) and t.tz is None:
+        values = values.cast(pa.timestamp("us")).cast(target)  # naive: taken as UTC
+    try:
+        return values.cast(target), np.zeros(len(values), dtype=bool)
+    except pa.ArrowInvalid:
+        return None
+
+
+# ------------------------------------------------------------------------------------- checks
+def convert_column(col: Column, raw: pa.Array, required: bool) -> tuple[pa.Array, list[Problem]]:
+    """The typed column (null where a value is bad) and the problems found in it."""
+    problems: list[Problem] = []
+    missing = _np(raw.is_null())
+    if required and missing.any():
+        problems.append(Problem(col.name, missing, ""))
+    if col.pii:
+        return raw, problems  # masked later; any value is a valid identifier
+    text = raw if pa.types.is_string(raw.type) else None
+    typed_bad = None if text is not None else _from_typed(col, raw)
+    if typed_bad is None:
+        text = raw if text is not None else raw.cast(pa.string())
+        typed_bad = _from_text(col, text)
+    typed, bad = typed_bad
+    if bad.any():
+        problems.append(Problem(col.name, bad, _EXPECTED[col.type]))
+    problems.extend(_range_and_categories(col, typed))
+    return typed, problems
+
+
+def _range_and_categories(col: Column, typed: pa.Array) -> list[Problem]:
+    out: list[Problem] = []
+    if col.type in ("int", "float"):
+        if col.min is not None:
+            low = _np(pc.less(typed, col.min).fill_null(False))
+            if low.any():
+                out.append(Problem(col.name, low, f"a value >= {_num(col.min)}"))
+        if col.max is not None:
+            high = _np(pc.greater(typed, col.max).fill_null(False))
+            if high.any():
+                out.append(Problem(col.name, high, f"a value <= {_num(col.max)}"))
+    if col.categories:
+        allowed = pa.array(
+            [str(c) for c in col.categories]
+            if pa.types.is_string(typed.type)
+            else list(col.categories)
+        ).cast(typed.type)
+        outside = _np(pc.and_(typed.is_valid(), pc.invert(pc.is_in(typed, value_set=allowed))))
+        if outside.any():
+            listed = ", ".join(str(c) for c in col.categories)
+            out.append(Problem(col.name, outside, f"one of {listed}"))
+    return out
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def oversized(name: str, raw: pa.Array) -> Problem | None:
+    """Values longer than MAX_FIELD_BYTES (checked cheaply: most buffers are smaller)."""
+    if not (pa.types.is_string(raw.type) or pa.types.is_binary(raw.type)):
+        return None
+    data = raw.buffers()[2]
+    if data is None or data.size <= MAX_FIELD_BYTES:
+        return None
+    long = _np(pc.greater(pc.binary_length(raw), MAX_FIELD_BYTES).fill_null(False))
+    if not long.any():
+        return None
+    return Problem(name, long, f"a value of at most {MAX_FIELD_BYTES} bytes")
