@@ -21,6 +21,7 @@ install: ## the whole set-up on a fresh machine: venv, Python and npm packages, 
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	npm ci --no-audit --no-fund --loglevel=error
+	$(MAKE) local-install
 
 # ---------------------------------------------------------------- checks
 .PHONY: test

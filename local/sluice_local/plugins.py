@@ -74,3 +74,10 @@ def install_cfn_response_route() -> None:
     from sluice_local.custom_resources import register_response_route
 
     register_response_route()
+
+
+@hooks.on_infra_start()
+def install_s3_bucket_properties() -> None:
+    from sluice_local.s3_bucket import install
+
+    install()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,12 +77,12 @@ def local_cloud() -> Iterator[LocalCloud]:
         subprocess.run([str(ROOT / "local" / "stop.sh"), "--wipe"], check=False, timeout=120)
 
 
-def _cdklocal(args: list[str], outdir: Path) -> None:
+def _cdklocal(args: list[str], outdir: Path, cwd: Path = HERE / "fixture_app") -> None:
     app = f"{os.environ.get('SLUICE_TEST_PYTHON', ROOT / '.venv' / 'bin' / 'python')} app.py"
     command = ["npx", "--no-install", "cdklocal", *args, "--app", app, "--output", str(outdir)]
     result = subprocess.run(
         command,
-        cwd=HERE / "fixture_app",
+        cwd=cwd,
         env=cdklocal_env(),
         capture_output=True,
         text=True,
@@ -103,6 +104,31 @@ def stack_outputs(local_cloud: LocalCloud, tmp_path_factory: pytest.TempPathFact
         outdir / "assembly",
     )
     return json.loads(outputs_file.read_text())[FIXTURE_STACK]
+
+
+def host_architecture() -> str:
+    return "arm64" if platform.machine() in ("arm64", "aarch64") else "x86_64"
+
+
+@pytest.fixture(scope="session")
+def app_outputs(
+    stack_outputs: dict, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, str]]:
+    """Deploys the real app's dev stage as ``make local-deploy`` does; outputs by stack name.
+
+    Depends on ``stack_outputs`` so the environment is bootstrapped once, by the fixture app.
+    """
+    outdir = tmp_path_factory.mktemp("app-out")
+    outputs_file = outdir / "outputs.json"
+    context = ["-c", "stage=dev", "-c", f"lambda_architecture={host_architecture()}"]
+    deploy = ["deploy", "--all", *context, "--require-approval", "never"]
+    _cdklocal(
+        [*deploy, "--outputs-file", str(outputs_file)],
+        outdir / "assembly",
+        cwd=ROOT,
+    )
+    outputs: dict[str, dict[str, str]] = json.loads(outputs_file.read_text())
+    return outputs
 
 
 @pytest.fixture(scope="session")
