@@ -1,4 +1,4 @@
-"""The SageMaker script-mode contract of the framework containers (see notes/sagemaker-contract.md).
+"""The SageMaker script-mode contract, as the XGBoost framework container runs user code.
 
 Pure functions, no LocalStack imports: they turn a CreateTrainingJob request into the folders,
 environment and command line a container would give the user's script.
