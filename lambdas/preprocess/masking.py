@@ -233,9 +233,9 @@ class Masker:
 
 
 def default_workers() -> int:
-    """One worker per core when there are several (measured best: see benchmarks), else none."""
+    """One worker per core beyond the one the main process parses and writes on."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return cores if cores > 1 else 0
+    return max(cores - 1, 0)

@@ -146,7 +146,7 @@ class _Run:
         self.spec, self.src, self.layout, self.masker = spec, src, layout, masker
         self.output_dir = output_dir
         self.schema = _curated_schema(spec, layout)
-        self.curated = sink.CuratedWriter(output_dir, self.schema)
+        self.curated = sink.CuratedWriter(output_dir, self.schema, spec.pii_columns)
         self.quarantine = sink.QuarantineWriter(output_dir)
         self.rows_in = 0
         self.rows_curated = 0

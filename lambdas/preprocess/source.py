@@ -329,14 +329,14 @@ def _first_bad_utf8(array: pa.Array) -> int:
 
 
 def _parse_rejection(exc: Exception, fmt: str, near_line: int) -> Rejection:
-    text = str(exc)
-    if fmt == "csv.gz" and (
-        "gzip" in text.lower() or "zlib" in text.lower() or "truncated" in text
-    ):
+    text = str(exc).strip()
+    lowered = text.lower()
+    if fmt == "csv.gz" and any(w in lowered for w in ("gzip", "zlib", "compress", "truncated")):
         return Rejection(
             "bad_gzip",
-            f"the gzip stream is damaged or truncated ({text.strip()})",
-            details={"after_line": near_line - 1},
+            f"the gzip stream is damaged or truncated ({text})",
+            expected="a complete gzip file",
+            details={"rows_read_before": max(near_line - 2, 0)},
         )
     if "straddling" in text or "block" in text.lower():
         return Rejection(
