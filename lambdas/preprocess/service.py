@@ -1,0 +1,173 @@
+"""Ingestion of one S3 object: download, curate, upload the results, announce them.
+
+Knows S3, Secrets Manager and EventBridge (clients are passed in, so tests use moto), not
+Lambda. Layout of what it writes (``<upload>`` = the object key below the dataset prefix):
+
+    s3://<curated>/<dataset>/<upload>/<version>/part-*.parquet, manifest.json
+    s3://<quarantine>/<dataset>/rows/<upload>/<version>/rows.jsonl      quarantined rows
+    s3://<quarantine>/<dataset>/rejected/<upload>/<version>/<file>       a rejected file's copy
+    s3://<quarantine>/<dataset>/rejected/<upload>/<version>/rejection.json   and why
+
+The raw object itself stays where it was uploaded: nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from datasets.spec import SPECS_DIR, load_spec, spec_path
+from lambdas.preprocess.settings import Settings
+
+DETAIL_CURATED = "DatasetCurated"
+DETAIL_REJECTED = "FileRejected"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        return self.key.split("/", 1)[0] if "/" in self.key else ""
+
+    @property
+    def upload(self) -> str:
+        return self.key.split("/", 1)[1] if "/" in self.key else self.key
+
+    @property
+    def version(self) -> str:
+        return self.version_id or "unversioned"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id}
+
+
+class Ingestion:
+    """Curates objects of the raw bucket; the PII key is fetched once and kept in memory."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        s3: Any,
+        secrets: Any,
+        events: Any,
+        specs_dir: Path = SPECS_DIR,
+    ) -> None:
+        self.settings = settings
+        self.s3, self.secrets, self.events = s3, secrets, events
+        self.specs_dir = specs_dir
+        self._pii_key: bytes | None = None
+
+    def pii_key(self) -> bytes:
+        if self._pii_key is None:
+            secret = self.secrets.get_secret_value(SecretId=self.settings.pii_secret_arn)
+            self._pii_key = secret["SecretString"].encode()
+        return self._pii_key
+
+    def ingest(self, ref: ObjectRef) -> dict[str, Any]:
+        """Process one object version; returns the summary that the event also carries."""
+        from lambdas.preprocess.pipeline import SourceInfo, process_file  # pyarrow: lazily
+
+        started = time.monotonic()
+        path = spec_path(ref.dataset, self.specs_dir)
+        spec = load_spec(path) if path else None
+        with tempfile.TemporaryDirectory(dir=self.settings.work_dir) as tmp:
+            local = Path(tmp) / (PurePosixPath(ref.key).name or "upload")
+            extra = {"VersionId": ref.version_id} if ref.version_id else None
+            self.s3.download_file(ref.bucket, ref.key, str(local), ExtraArgs=extra)
+            outcome = process_file(
+                local,
+                Path(tmp) / "out",
+                spec=spec,
+                dataset=ref.dataset,
+                pii_key=self.pii_key() if spec and spec.pii_columns else None,
+                source=SourceInfo(ref.bucket, ref.key, ref.version_id),
+                workers=self.settings.workers,
+            )
+            if outcome.accepted:
+                summary = self._publish_curated(ref, outcome.output_dir, outcome.manifest or {})
+            else:
+                summary = self._publish_rejected(ref, outcome.output_dir)
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        return summary
+
+    # ---------------------------------------------------------------------------- outputs
+    def _publish_curated(
+        self, ref: ObjectRef, out: Path, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        prefix = f"{ref.dataset}/{ref.upload}/{ref.version}"
+        for part in sorted(out.glob("part-*.parquet")):
+            self.s3.upload_file(str(part), self.settings.curated_bucket, f"{prefix}/{part.name}")
+        rows_file = out / "quarantine" / "rows.jsonl"
+        quarantine_uri = None
+        if rows_file.exists():
+            qkey = f"{ref.dataset}/rows/{ref.upload}/{ref.version}/rows.jsonl"
+            self.s3.upload_file(str(rows_file), self.settings.quarantine_bucket, qkey)
+            quarantine_uri = f"s3://{self.settings.quarantine_bucket}/{qkey}"
+            manifest["quarantine"] = {**(manifest.get("quarantine") or {}), "uri": quarantine_uri}
+        manifest_key = f"{prefix}/manifest.json"  # last: its presence means "complete"
+        self.s3.put_object(
+            Bucket=self.settings.curated_bucket,
+            Key=manifest_key,
+            Body=json.dumps(manifest, indent=2, default=str).encode(),
+            ContentType="application/json",
+        )
+        summary = {
+            "status": "curated",
+            "dataset": ref.dataset,
+            "source": ref.as_dict(),
+            "curated_prefix": f"s3://{self.settings.curated_bucket}/{prefix}/",
+            "manifest": f"s3://{self.settings.curated_bucket}/{manifest_key}",
+            "quarantine": quarantine_uri,
+            "rows": manifest.get("rows", {}),
+            "spec_version": manifest.get("spec", {}).get("version"),
+        }
+        self._emit(DETAIL_CURATED, summary)
+        return summary
+
+    def _publish_rejected(self, ref: ObjectRef, out: Path) -> dict[str, Any]:
+        rejection = json.loads((out / "rejection.json").read_text())
+        name = PurePosixPath(ref.key).name or "upload"
+        dataset = ref.dataset or "_undeclared"
+        prefix = f"{dataset}/rejected/{ref.upload}/{ref.version}"
+        source: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            source["VersionId"] = ref.version_id
+        self.s3.copy(source, self.settings.quarantine_bucket, f"{prefix}/{name}")
+        self.s3.put_object(
+            Bucket=self.settings.quarantine_bucket,
+            Key=f"{prefix}/rejection.json",
+            Body=json.dumps({"source": ref.as_dict(), **rejection}, indent=2).encode(),
+            ContentType="application/json",
+        )
+        summary = {
+            "status": "rejected",
+            "dataset": ref.dataset,
+            "source": ref.as_dict(),
+            "reason": rejection,
+            "quarantine": f"s3://{self.settings.quarantine_bucket}/{prefix}/",
+        }
+        self._emit(DETAIL_REJECTED, summary)
+        return summary
+
+    def _emit(self, detail_type: str, detail: dict[str, Any]) -> None:
+        response = self.events.put_events(
+            Entries=[
+                {
+                    "Source": self.settings.event_source,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail, default=str),
+                    "EventBusName": self.settings.event_bus,
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused the {detail_type} event: {response}")

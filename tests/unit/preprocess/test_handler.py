@@ -1,0 +1,188 @@
+"""The Lambda handler against moto: S3 in and out, the secret, idempotency, events, failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.preprocess.handler import App, handler
+from lambdas.preprocess.settings import Settings
+from tests.unit.preprocess.helpers import csv_text, good_rows
+
+REGION = "eu-west-1"
+SECRET = "pii-key-from-secrets-manager-0123456789"
+
+
+@dataclass
+class Context:
+    function_name: str = "preprocess"
+    memory_limit_in_mb: int = 3008
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:preprocess"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+class RecordedEvents:
+    """EventBridge stand-in that keeps what was put (moto's rule targets need jsonpath_ng)."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.entries.extend(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "1"} for _ in Entries]}
+
+
+@dataclass
+class World:
+    app: App
+    s3: Any
+    recorded: RecordedEvents
+
+    def upload(self, key: str, body: bytes | str) -> str:
+        data = body.encode() if isinstance(body, str) else body
+        return str(self.s3.put_object(Bucket="raw", Key=key, Body=data)["VersionId"])
+
+    def events(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "source": e["Source"],
+                "detail-type": e["DetailType"],
+                "detail": json.loads(e["Detail"]),
+            }
+            for e in self.recorded.entries
+        ]
+
+
+def sqs_event(*objects: tuple[str, str | None], message_id: str = "m") -> dict[str, Any]:
+    records = []
+    for i, (key, version) in enumerate(objects):
+        detail = {"bucket": {"name": "raw"}, "object": {"key": key, "version-id": version}}
+        body = {"detail-type": "Object Created", "source": "aws.s3", "detail": detail}
+        records.append(
+            {
+                "messageId": f"{message_id}{i}",
+                "receiptHandle": "r",
+                "body": json.dumps(body),
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q",
+                "awsRegion": REGION,
+            }
+        )
+    return {"Records": records}
+
+
+@pytest.fixture
+def world(tmp_path: Any) -> Iterator[World]:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for name in ("raw", "curated", "quarantine"):
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        arn = secrets.create_secret(Name="pii", SecretString=SECRET)["ARN"]
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName="idem",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        events = RecordedEvents()
+        settings = Settings.from_env(
+            {
+                "CURATED_BUCKET": "curated",
+                "QUARANTINE_BUCKET": "quarantine",
+                "PII_SECRET_ARN": arn,
+                "IDEMPOTENCY_TABLE": "idem",
+                "WORK_DIR": str(tmp_path),
+                "PII_WORKERS": "0",
+            }
+        )
+        app = App(settings, s3=s3, secrets=secrets, events=events, dynamodb=dynamodb)
+        yield World(app=app, s3=s3, recorded=events)
+
+
+def keys(s3: Any, bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_upload_is_curated_with_manifest_and_event(world: World) -> None:
+    version = world.upload("churn/2024/jan.csv", csv_text(good_rows(20)))
+    result = handler(sqs_event(("churn/2024/jan.csv", version)), Context(), app=world.app)
+    assert result == {"batchItemFailures": []}
+    prefix = f"churn/2024/jan.csv/{version}/"
+    assert keys(world.s3, "curated") == [prefix + "manifest.json", prefix + "part-00000.parquet"]
+    body = world.s3.get_object(Bucket="curated", Key=prefix + "manifest.json")["Body"].read()
+    manifest = json.loads(body)
+    assert manifest["source"]["version_id"] == version
+    assert manifest["rows"] == {"in": 20, "curated": 20, "quarantined": 0}
+    [event] = world.events()
+    assert (event["source"], event["detail-type"]) == ("sluice.ingestion", "DatasetCurated")
+    assert event["detail"]["manifest"] == f"s3://curated/{prefix}manifest.json"
+
+
+def test_pii_key_comes_from_the_secret_and_is_fetched_once(world: World) -> None:
+    v1 = world.upload("churn/a.csv", csv_text(good_rows(3)))
+    v2 = world.upload("churn/b.csv", csv_text(good_rows(3)))
+    handler(sqs_event(("churn/a.csv", v1), ("churn/b.csv", v2)), Context(), app=world.app)
+    assert world.app.ingestion.pii_key() == SECRET.encode()
+
+
+def test_same_object_version_twice_is_processed_once(world: World) -> None:
+    version = world.upload("churn/jan.csv", csv_text(good_rows(5)))
+    calls = []
+    original = world.app.ingestion.ingest
+    world.app.ingestion.ingest = lambda ref: calls.append(ref) or original(ref)  # type: ignore[method-assign]
+    handler(sqs_event(("churn/jan.csv", version)), Context(), app=world.app)
+    handler(sqs_event(("churn/jan.csv", version), message_id="again"), Context(), app=world.app)
+    assert len(calls) == 1
+
+
+def test_rejected_file_is_copied_to_quarantine_with_its_reason_and_event(world: World) -> None:
+    version = world.upload("churn/empty.csv", b"")
+    handler(sqs_event(("churn/empty.csv", version)), Context(), app=world.app)
+    prefix = f"churn/rejected/empty.csv/{version}/"
+    assert keys(world.s3, "quarantine") == [prefix + "empty.csv", prefix + "rejection.json"]
+    reason = json.loads(
+        world.s3.get_object(Bucket="quarantine", Key=prefix + "rejection.json")["Body"].read()
+    )
+    assert reason["code"] == "empty_file"
+    assert keys(world.s3, "raw") == ["churn/empty.csv"]  # the raw object stays
+    [event] = world.events()
+    assert event["detail-type"] == "FileRejected"
+    assert event["detail"]["reason"]["code"] == "empty_file"
+
+
+def test_undeclared_dataset_is_rejected_into_quarantine(world: World) -> None:
+    version = world.upload("sales/q1.csv", "a,b\n1,2\n")
+    handler(sqs_event(("sales/q1.csv", version)), Context(), app=world.app)
+    [event] = world.events()
+    assert event["detail"]["reason"]["code"] == "undeclared_dataset"
+
+
+def test_quarantined_rows_go_to_the_quarantine_bucket(world: World) -> None:
+    rows = good_rows(50)
+    rows[3]["plan"] = "gold"
+    version = world.upload("churn/x.csv", csv_text(rows))
+    handler(sqs_event(("churn/x.csv", version)), Context(), app=world.app)
+    assert keys(world.s3, "quarantine") == [f"churn/rows/x.csv/{version}/rows.jsonl"]
+
+
+def test_poison_message_is_reported_as_a_batch_item_failure(world: World) -> None:
+    version = world.upload("churn/ok.csv", csv_text(good_rows(3)))
+    event = sqs_event(("churn/ok.csv", version))
+    event["Records"].append({**event["Records"][0], "messageId": "poison", "body": "not json"})
+    result = handler(event, Context(), app=world.app)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
