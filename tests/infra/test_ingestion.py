@@ -1,0 +1,111 @@
+"""The ingestion construct in a stack of its own: rule, queues, function, least privilege."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra.config import STAGES
+from infra.data_lake import DataLake
+from infra.ingestion import FUNCTION_TIMEOUT, Ingestion
+from tests.infra.conftest import CDK_CONTEXT
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    app = cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, "IngestionTest")
+    lake = DataLake(stack, "Lake", config=STAGES["dev"])
+    Ingestion(
+        stack,
+        "Ingestion",
+        config=STAGES["dev"],
+        raw_bucket=lake.raw_bucket,
+        curated_bucket=lake.curated_bucket,
+        quarantine_bucket=lake.quarantine_bucket,
+        key=lake.key,
+        datasets=["churn"],
+    )
+    return Template.from_stack(stack)
+
+
+def test_rule_sends_object_created_in_the_raw_bucket_to_the_queue(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {"bucket": {"name": [Match.any_value()]}},
+            },
+            "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [Match.any_value(), "Arn"]}})],
+        },
+    )
+
+
+def test_queue_is_kms_encrypted_with_dlq_and_visibility_above_timeout(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "KmsMasterKeyId": Match.any_value(),
+            "VisibilityTimeout": FUNCTION_TIMEOUT.to_seconds() * 6,
+            "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
+        },
+    )
+
+
+def test_function_is_arm64_with_reserved_concurrency_and_partial_failures(
+    template: Template,
+) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "lambdas.preprocess.handler.handler",
+            "Architectures": ["arm64"],
+            "ReservedConcurrentExecutions": STAGES["dev"].preprocess_reserved_concurrency,
+            "Timeout": FUNCTION_TIMEOUT.to_seconds(),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {"BatchSize": 1, "FunctionResponseTypes": ["ReportBatchItemFailures"]},
+    )
+
+
+def test_idempotency_table_and_secret_are_encrypted_with_the_lake_key(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {"SSESpecification": {"SSEEnabled": True, "SSEType": "KMS"}},
+    )
+    template.has_resource_properties("AWS::SecretsManager::Secret", {"KmsKeyId": Match.any_value()})
+
+
+def test_function_may_put_events_only_on_the_default_bus(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": "events:PutEvents",
+                                "Resource": {
+                                    "Fn::Join": ["", Match.array_with([":event-bus/default"])]
+                                },
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_function_cannot_delete_objects(template: Template) -> None:
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            actions = actions if isinstance(actions, list) else [actions]
+            assert not any(a.startswith("s3:Delete") for a in actions), statement
