@@ -5,6 +5,8 @@
 - ``quarantine``: rejected files' reasons and quarantined rows; nothing is ever dropped.
 - ``artifacts``: models, evaluation reports, checkpoints, training code.
 - ``access_logs``: S3 server access logs of the four above (SSE-S3: log delivery cannot use KMS).
+- ``pii_secret``: the HMAC key that masks PII during ingestion. It is state: a new key changes
+  every masked value and breaks joins with data curated before, so it lives here, retained in prod.
 
 Every bucket blocks public access, denies non-TLS requests (and TLS below 1.2), is versioned and
 has lifecycle rules; the data buckets are encrypted with the key (with S3 Bucket Keys, which cut
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+import aws_cdk as cdk
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -36,6 +40,7 @@ class DataLake(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: StageConfig) -> None:
         super().__init__(scope, id_)
         self._config = config
+        self._exports: dict[str, str] = {}
         self.key = kms.Key(
             self,
             "Key",
@@ -79,6 +84,41 @@ class DataLake(Construct):
         self.curated_bucket = self._data_bucket("Curated")
         self.quarantine_bucket = self._data_bucket("Quarantine")
         self.artifacts_bucket = self._data_bucket("Artifacts")
+        self.pii_secret = secretsmanager.Secret(
+            self,
+            "PiiKey",
+            description=f"Sluice {config.stage}: HMAC-SHA-256 key that masks PII in ingestion",
+            encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=config.removal_policy,
+        )
+        cdk.Validations.of(self.pii_secret).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="Rotating the masking key changes every masked value and breaks joins "
+                "with data curated before; re-keying is a deliberate backfill, not a schedule.",
+            )
+        )
+
+    def objects_arn(self, bucket: s3.IBucket, *, consumer: Construct) -> tuple[str, str | None]:
+        """``<bucket ARN>/*`` for a policy in ``consumer``'s stack, and its cdk-nag finding id.
+
+        Object-level statements need a wildcard resource, which cdk-nag reports per resource
+        (``AwsSolutions-IAM5[Resource::<arn>/*]``) and acknowledges only by that exact id. An
+        automatic cross-stack reference renders as an export name CDK makes up while
+        synthesizing, so the lake exports the ARN under a name of its own and the consumer can
+        acknowledge the finding by name. Within the lake's own stack no export is needed (and
+        the id is None).
+        """
+        lake_stack, consumer_stack = cdk.Stack.of(self), cdk.Stack.of(consumer)
+        if lake_stack is consumer_stack:
+            return bucket.arn_for_objects("*"), None
+        name = f"{lake_stack.stack_name}-{bucket.node.id}-arn"
+        if name not in self._exports:
+            self._exports[name] = lake_stack.export_value(bucket.bucket_arn, name=name)
+        return f"{self._exports[name]}/*", f"AwsSolutions-IAM5[Resource::{name}/*]"
 
     def _common(self) -> _BucketDefaults:
         """What every bucket of the lake has in common."""

@@ -16,21 +16,31 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.lambda_function import PythonFunction
+from infra.data_lake import DataLake
+from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
 
 FUNCTION_TIMEOUT = Duration.minutes(15)
 #: 2 vCPUs from 1,769 MB up; 3,008 MB gives the hashing worker a core of its own
 FUNCTION_MEMORY_MB = 3008
 EPHEMERAL_STORAGE_MB = 10240
 MAX_RECEIVES = 3
+#: parts of pyarrow ingestion never loads (Flight, ORC, S3/GCS/HDFS file systems, headers,
+#: Cython sources, tests): about a third of its size, which Lambda's 250 MB limit needs
+PYARROW_UNUSED = (
+    "pyarrow/include", "pyarrow/tests", "pyarrow/src", "pyarrow/**/*.pyx", "pyarrow/**/*.pxd",
+    "pyarrow/**/*.pxi", "pyarrow/libarrow_flight*", "pyarrow/_flight*", "pyarrow/flight.py",
+    "pyarrow/_orc*", "pyarrow/orc.py", "pyarrow/_s3fs*", "pyarrow/_gcsfs*", "pyarrow/_hdfs*",
+    "pyarrow/_azurefs*", "pyarrow/libarrow_s3*", "pyarrow/_pyarrow_cpp_tests*",
+    "pyarrow/_dataset_orc*", "pyarrow/*parquet_encryption*", "pyarrow/libarrow_python_flight*",
+    # the wheel ships three copies of libarrow_python; the loader needs the .so.<major> one
+    "pyarrow/libarrow_python.so", "pyarrow/libarrow_python.so.*.*.*",
+    "pyarrow/**/__pycache__",
+)  # fmt: skip
 
 
 class Ingestion(Construct):
@@ -40,31 +50,14 @@ class Ingestion(Construct):
         id_: str,
         *,
         config: StageConfig,
-        raw_bucket: s3.IBucket,
-        curated_bucket: s3.IBucket,
-        quarantine_bucket: s3.IBucket,
-        key: kms.IKey,
+        lake: DataLake,
         datasets: Sequence[str],
     ) -> None:
         super().__init__(scope, id_)
+        raw_bucket, curated_bucket = lake.raw_bucket, lake.curated_bucket
+        quarantine_bucket, key, pii_secret = lake.quarantine_bucket, lake.key, lake.pii_secret
         self.datasets = tuple(datasets)
-        self.pii_secret = secretsmanager.Secret(
-            self,
-            "PiiKey",
-            description="HMAC-SHA-256 key that masks PII columns during ingestion",
-            encryption_key=key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
-            removal_policy=config.removal_policy,
-        )
-        cdk.Validations.of(self.pii_secret).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="Rotating the masking key changes every masked value and breaks joins "
-                "with data curated before; re-keying is a deliberate backfill, not a schedule.",
-            )
-        )
+        self.pii_secret = pii_secret
         self.idempotency_table = dynamodb.Table(
             self,
             "Idempotency",
@@ -122,7 +115,9 @@ class Ingestion(Construct):
             timeout=FUNCTION_TIMEOUT,
             memory_size=FUNCTION_MEMORY_MB,
             reserved_concurrency=config.preprocess_reserved_concurrency,
+            ephemeral_storage_mb=EPHEMERAL_STORAGE_MB,
             with_specs=True,
+            exclude=(*RUNTIME_PROVIDED, *PYARROW_UNUSED),
             environment={
                 "CURATED_BUCKET": curated_bucket.bucket_name,
                 "QUARANTINE_BUCKET": quarantine_bucket.bucket_name,
@@ -132,21 +127,12 @@ class Ingestion(Construct):
             },
         )
         fn = self.function.function
-        cfn = fn.node.default_child
-        assert isinstance(cfn, cdk.aws_lambda.CfnFunction)
-        cfn.ephemeral_storage = cdk.aws_lambda.CfnFunction.EphemeralStorageProperty(
-            size=EPHEMERAL_STORAGE_MB
-        )
         fn.add_event_source(
             sources.SqsEventSource(self.queue, batch_size=1, report_batch_item_failures=True)
         )
 
         role = self.function.role
-        raw_bucket.grant_read(role)
-        curated_bucket.grant_put(role)
-        quarantine_bucket.grant_put(role)
-        self.pii_secret.grant_read(role)
-        self.idempotency_table.grant_read_write_data(role)
+        self._grant_least_privilege(role, lake)
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["events:PutEvents"],
@@ -155,5 +141,74 @@ class Ingestion(Construct):
                         service="events", resource="event-bus", resource_name="default"
                     )
                 ],
+            )
+        )
+
+    def _grant_least_privilege(self, role: iam.IRole, lake: DataLake) -> None:
+        """Exact actions on exact resources, written out instead of ``grant_*``.
+
+        The ``grant_read``/``grant_put`` helpers add wildcard actions (``s3:GetObject*``,
+        ``s3:List*``, ``kms:ReEncrypt*``) the function never uses, and ``secret.grant_read``
+        would write the role into the key policy of the stateful stack (a reference back from
+        the data stack: a dependency cycle). The key may only be used through the services
+        that hold data for the function.
+        """
+        region = cdk.Aws.REGION
+        key = lake.key
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[self.pii_secret.secret_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                resources=[self.idempotency_table.table_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": [
+                            f"{service}.{region}.amazonaws.com"
+                            for service in ("s3", "dynamodb", "secretsmanager", "sqs")
+                        ]
+                    }
+                },
+            )
+        )
+        raw, raw_finding = lake.objects_arn(lake.raw_bucket, consumer=self)
+        curated, curated_finding = lake.objects_arn(lake.curated_bucket, consumer=self)
+        quarantine, quarantine_finding = lake.objects_arn(lake.quarantine_bucket, consumer=self)
+        objects = iam.Policy(
+            self,
+            "ObjectAccess",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[raw]
+                ),
+                iam.PolicyStatement(actions=["s3:PutObject"], resources=[curated, quarantine]),
+            ],
+        )
+        reason = (
+            "Object-level access: uploads arrive under any key of the raw bucket (undeclared "
+            "datasets are quarantined, so the function must read them), and curated/quarantine "
+            "keys are derived from them. Actions are exact; this policy holds nothing else."
+        )
+        cdk.Validations.of(objects).acknowledge(
+            *(
+                cdk.Acknowledgment(id=finding, reason=reason)
+                for finding in (raw_finding, curated_finding, quarantine_finding)
+                if finding
             )
         )

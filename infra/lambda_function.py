@@ -35,6 +35,12 @@ from constructs import Construct
 from infra.config import StageConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: packages the Lambda Python runtime already provides: never ship a second copy
+RUNTIME_PROVIDED = (
+    "boto3", "boto3-*", "botocore", "botocore-*", "s3transfer", "s3transfer-*",
+    "jmespath", "jmespath-*", "urllib3", "urllib3-*", "dateutil", "python_dateutil-*",
+    "six.py", "six-*",
+)  # fmt: skip
 CACHE_DIR = REPO_ROOT / ".cache" / "bundles"
 METRICS_NAMESPACE = "Sluice"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.md")
@@ -63,8 +69,10 @@ class PipLocalBundling:
         requirements: str | None,
         architecture: str,
         python_version: str,
+        exclude: Sequence[str] = (),
     ) -> None:
         self.sources = [REPO_ROOT / s for s in sources]
+        self.exclude = tuple(exclude)
         self.requirements = REPO_ROOT / requirements if requirements else None
         arch = "aarch64" if architecture == "arm64" else "x86_64"
         self.platforms = [f"manylinux_2_{v}_{arch}" for v in (34, 28, 17)]
@@ -73,7 +81,7 @@ class PipLocalBundling:
     @property
     def asset_hash(self) -> str:
         """Content hash of everything that goes into the bundle."""
-        digest = hashlib.sha256(f"{self.platforms}|{self.python_version}".encode())
+        digest = hashlib.sha256(f"{self.platforms}|{self.python_version}|{self.exclude}".encode())
         inputs = self.sources + ([self.requirements] if self.requirements else [])
         for file in _files(inputs):
             digest.update(str(file.relative_to(REPO_ROOT)).encode())
@@ -92,6 +100,15 @@ class PipLocalBundling:
         ]  # fmt: skip
         subprocess.run(cmd, check=True)
 
+    def _prune(self, build: Path) -> None:
+        """Remove what the function never imports (``exclude`` globs, relative to the root)."""
+        for pattern in self.exclude:
+            for path in sorted(build.glob(pattern), reverse=True):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+
     def try_bundle(self, output_dir: str, *, image: Any = None, **_: Any) -> bool:
         cached = CACHE_DIR / self.asset_hash
         if not cached.is_dir():
@@ -100,6 +117,7 @@ class PipLocalBundling:
                 build = Path(tmp) / "bundle"
                 build.mkdir()
                 self._pip_install(build)
+                self._prune(build)
                 for src in self.sources:
                     dest = build / src.relative_to(REPO_ROOT)
                     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +135,7 @@ def python_code(
     sources: Sequence[str],
     requirements: str | None,
     config: StageConfig,
+    exclude: Sequence[str] = (),
 ) -> lambda_.Code:
     """An asset for a function whose handler lives in ``sources`` (repo-relative paths)."""
     bundling = PipLocalBundling(
@@ -124,6 +143,7 @@ def python_code(
         requirements=requirements,
         architecture=config.lambda_architecture,
         python_version=config.lambda_python,
+        exclude=exclude,
     )
     return lambda_.Code.from_asset(
         str(REPO_ROOT / sources[-1]),  # what CDK uses when bundling is skipped (tests)
@@ -140,7 +160,8 @@ class PythonFunction(Construct):
     """A Sluice Lambda function: ``lambdas/<name>/handler.py``'s ``handler``.
 
     The asset holds ``lambdas/`` (the function and the shared observability module),
-    ``datasets/`` when ``with_specs`` is set, and ``lambdas/<name>/requirements.txt``.
+    ``datasets/`` when ``with_specs`` is set, and ``lambdas/<name>/requirements.txt`` less the
+    ``exclude`` globs (what the function never imports, or what the runtime already has).
     """
 
     def __init__(
@@ -155,7 +176,9 @@ class PythonFunction(Construct):
         timeout: Duration | None = None,
         memory_size: int = 512,
         reserved_concurrency: int | None = None,
+        ephemeral_storage_mb: int | None = None,
         with_specs: bool = False,
+        exclude: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         package = REPO_ROOT / "lambdas" / name
@@ -193,6 +216,7 @@ class PythonFunction(Construct):
                 if requirements.is_file()
                 else None,
                 config=config,
+                exclude=exclude,
             ),
             role=self.role,
             log_group=self.log_group,
@@ -200,6 +224,9 @@ class PythonFunction(Construct):
             timeout=timeout or Duration.seconds(30),
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrency,
+            ephemeral_storage_size=cdk.Size.mebibytes(ephemeral_storage_mb)
+            if ephemeral_storage_mb
+            else None,
             environment={
                 "POWERTOOLS_SERVICE_NAME": name,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,

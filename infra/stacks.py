@@ -12,10 +12,17 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
+from datasets.spec import SPECS_DIR
 from infra.config import StageConfig
 from infra.data_lake import DataLake
+from infra.ingestion import Ingestion
 from infra.nag import acknowledge_framework_singletons
 from infra.notifications import Notifications
+
+
+def declared_datasets() -> list[str]:
+    """The datasets declared by ``datasets/<name>.yaml``, deployed with the app."""
+    return sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
 
 
 class StatefulStack(cdk.Stack):
@@ -61,6 +68,24 @@ class StatelessStack(cdk.Stack):
         self.data_lake = data_lake
         self.notifications = Notifications(self, "Notifications", config=config, key=data_lake.key)
         cdk.CfnOutput(self, "NotificationsTopicArn", value=self.notifications.topic.topic_arn)
+        lake = data_lake
+        self.ingestion = Ingestion(
+            self,
+            "Ingestion",
+            config=config,
+            lake=lake,
+            datasets=declared_datasets(),
+        )
+        cdk.CfnOutput(
+            self, "PreprocessFunctionName", value=self.ingestion.function.function.function_name
+        )
+        cdk.CfnOutput(self, "IngestionQueueUrl", value=self.ingestion.queue.queue_url)
+        cdk.CfnOutput(
+            self, "IngestionDeadLetterQueueUrl", value=self.ingestion.dead_letters.queue_url
+        )
+        cdk.CfnOutput(
+            self, "IdempotencyTableName", value=self.ingestion.idempotency_table.table_name
+        )
         # Further components are composed here as they land (see DESIGN.md).
 
 

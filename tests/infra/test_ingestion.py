@@ -21,10 +21,7 @@ def template() -> Template:
         stack,
         "Ingestion",
         config=STAGES["dev"],
-        raw_bucket=lake.raw_bucket,
-        curated_bucket=lake.curated_bucket,
-        quarantine_bucket=lake.quarantine_bucket,
-        key=lake.key,
+        lake=lake,
         datasets=["churn"],
     )
     return Template.from_stack(stack)
@@ -109,3 +106,52 @@ def test_function_cannot_delete_objects(template: Template) -> None:
             actions = statement["Action"]
             actions = actions if isinstance(actions, list) else [actions]
             assert not any(a.startswith("s3:Delete") for a in actions), statement
+
+
+def _statements(template: Template) -> list[dict]:
+    """The statements of the ingestion function's policies (not the lake's own handlers)."""
+    return [
+        statement
+        for logical_id, policy in template.find_resources("AWS::IAM::Policy").items()
+        if logical_id.startswith("Ingestion")
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_no_policy_grants_a_wildcard_action(template: Template) -> None:
+    for statement in _statements(template):
+        actions = statement["Action"]
+        for action in actions if isinstance(actions, list) else [actions]:
+            assert "*" not in action, statement
+
+
+def test_object_access_is_read_raw_and_write_curated_or_quarantine_only(
+    template: Template,
+) -> None:
+    buckets = {
+        logical_id.removeprefix("Lake").rstrip("0123456789ABCDEF"): logical_id
+        for logical_id in template.find_resources("AWS::S3::Bucket")
+    }
+    s3_statements = {
+        tuple(sorted(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])): s
+        for s in _statements(template)
+        if "s3:" in str(s["Action"])
+    }
+    assert set(s3_statements) == {("s3:GetObject", "s3:GetObjectVersion"), ("s3:PutObject",)}
+    read = s3_statements[("s3:GetObject", "s3:GetObjectVersion")]["Resource"]
+    assert buckets["Raw"] in str(read) and buckets["Curated"] not in str(read)
+    write = str(s3_statements[("s3:PutObject",)]["Resource"])
+    assert buckets["Curated"] in write and buckets["Quarantine"] in write
+    assert buckets["Raw"] not in write
+
+
+def test_the_key_is_usable_only_through_the_data_services(template: Template) -> None:
+    kms = [s for s in _statements(template) if "kms:" in str(s["Action"])]
+    unconditioned = [s for s in kms if "Condition" not in s]
+    # the SQS event source may decrypt messages; nothing else uses the key outside a service
+    assert [s["Action"] for s in unconditioned] == ["kms:Decrypt"]
+    (kms_statement,) = [s for s in kms if "Condition" in s]
+    services = kms_statement["Condition"]["StringEquals"]["kms:ViaService"]
+    rendered = [str(s) for s in services]
+    for service in ("s3", "dynamodb", "secretsmanager", "sqs"):
+        assert any(f"'{service}." in r for r in rendered), service
