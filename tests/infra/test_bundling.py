@@ -88,3 +88,31 @@ def test_the_asset_hash_follows_code_requirements_and_platform(repo: Path) -> No
     assert after_code != before
     (repo / "lambdas" / "echo" / "requirements.txt").write_text("six==1.17.0\n")
     assert bundling().asset_hash != after_code
+
+
+def test_excluded_paths_never_reach_the_asset(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        target = Path(cmd[cmd.index("--target") + 1])
+        for name in ("pyarrow/include/arrow.h", "pyarrow/libarrow_s3.so.2600",
+                     "pyarrow/lib.so", "boto3/__init__.py", "keep/__init__.py"):  # fmt: skip
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_text("x")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    bundling = PipLocalBundling(
+        sources=["lambdas/__init__.py", "lambdas/echo"],
+        requirements="lambdas/echo/requirements.txt",
+        architecture="arm64",
+        python_version="3.13",
+        exclude=("pyarrow/include", "pyarrow/libarrow_s3*", "boto3"),
+    )
+    out = repo / "out"
+    bundling.try_bundle(str(out), image=None)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "keep/__init__.py",
+        "lambdas/__init__.py",
+        "lambdas/echo/handler.py",
+        "lambdas/echo/requirements.txt",
+        "pyarrow/lib.so",
+    ]
