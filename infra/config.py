@@ -31,6 +31,17 @@ class StageConfig:
     lambda_python: str = "3.13"
     log_retention_days: int = 30
     preprocess_reserved_concurrency: int = 2
+    #: objects above this size are ingested by a SageMaker Processing job, not the function
+    #: (3 GiB: the file plus its outputs, 2.4x its size, must fit the function's 10 GB /tmp
+    #: with room; at ~40-70 s per GB on its 2 vCPUs that takes a third of the 15-minute
+    #: timeout at most; measured in lambdas/preprocess/README.md). Compressed inputs (gzip,
+    #: Parquet) hold ~4x their size in CSV: their threshold is a quarter of this.
+    large_object_threshold_bytes: int = 3 * 1024**3
+    processing_instance_type: str = "ml.m5.2xlarge"
+    processing_volume_gb: int = 200
+    #: backfill items processed at once; kept below the reserved concurrency so that live
+    #: uploads (SQS) still find the function free instead of being throttled towards the DLQ
+    backfill_max_concurrency: int = 1
     # data lake lifecycle
     raw_infrequent_access_after_days: int = 30
     raw_glacier_after_days: int = 90
@@ -83,6 +94,7 @@ STAGES: dict[str, StageConfig] = {
         termination_protection=True,
         log_retention_days=365,
         preprocess_reserved_concurrency=10,
+        backfill_max_concurrency=5,
         noncurrent_versions_expire_after_days=90,
     ),
 }

@@ -23,6 +23,7 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
+from infra.large_objects import LargeObjectProcessing
 
 FUNCTION_TIMEOUT = Duration.minutes(15)
 #: 2 vCPUs from 1,769 MB up; 3,008 MB gives the hashing worker a core of its own
@@ -106,6 +107,7 @@ class Ingestion(Construct):
             targets=[targets.SqsQueue(self.queue)],
         )
 
+        self.large_objects = LargeObjectProcessing(self, "LargeObjects", config=config, lake=lake)
         self.function = PythonFunction(
             self,
             "Preprocess",
@@ -124,6 +126,7 @@ class Ingestion(Construct):
                 "PII_SECRET_ARN": self.pii_secret.secret_arn,
                 "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
                 "EVENT_BUS_NAME": "default",
+                **self.large_objects.environment,
             },
         )
         fn = self.function.function
@@ -133,6 +136,7 @@ class Ingestion(Construct):
 
         role = self.function.role
         self._grant_least_privilege(role, lake)
+        self.large_objects.grant_start(role)
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["events:PutEvents"],

@@ -13,6 +13,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from datasets.spec import SPECS_DIR
+from infra.backfill import Backfill
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
@@ -85,6 +86,16 @@ class StatelessStack(cdk.Stack):
         )
         cdk.CfnOutput(
             self, "IdempotencyTableName", value=self.ingestion.idempotency_table.table_name
+        )
+        self.backfill = Backfill(
+            self,
+            "Backfill",
+            config=config,
+            lake=lake,
+            function=self.ingestion.function.function,
+        )
+        cdk.CfnOutput(
+            self, "BackfillStateMachineArn", value=self.backfill.state_machine.state_machine_arn
         )
         # Further components are composed here as they land (see DESIGN.md).
 

@@ -1,8 +1,11 @@
-"""Preprocess Lambda: SQS batches of EventBridge "Object Created" events from the raw bucket.
+"""Preprocess Lambda: EventBridge "Object Created" events from the raw bucket.
 
-Thin by design: parse, hand each object to ``service.Ingestion`` (at most once per object
-version, via Powertools idempotency on DynamoDB), report partial batch failures so only the
-failed messages return to the queue (and, after the queue's retries, to its DLQ).
+Two ways in, one path: SQS batches (the live path, partial batch failures so only the failed
+messages return to the queue and, after its retries, to its DLQ) and one event invoked directly
+(the backfill state machine; the summary is returned, a failure raised). Either way each object
+version is handled at most once (Powertools idempotency on DynamoDB): processed here by
+``service.Ingestion``, or, when it is too large for the function, routed to a SageMaker
+Processing job that runs the same code (``service.LargeObjectRouter``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.preprocess.service import Ingestion, ObjectRef
+from lambdas.preprocess.service import Ingestion, LargeObjectRouter, ObjectRef
 from lambdas.preprocess.settings import Settings
 from lambdas.shared.observability import logger, metrics, tracer
 
@@ -34,24 +37,48 @@ class BadMessage(ValueError):
     """An SQS message that is not an S3 Object Created event (it goes to the DLQ)."""
 
 
-def parse_record(record: SQSRecord) -> ObjectRef:
+def parse_event(event: Any) -> tuple[ObjectRef, int | None]:
+    """The object of an ``Object Created`` event, and its size when the event says it."""
     try:
-        event = json.loads(record.body)
         detail = event["detail"]
-        return ObjectRef(
-            bucket=detail["bucket"]["name"],
-            key=detail["object"]["key"],
-            version_id=detail["object"].get("version-id"),
+        obj = detail["object"]
+        size = obj.get("size")
+        ref = ObjectRef(
+            bucket=detail["bucket"]["name"], key=obj["key"], version_id=obj.get("version-id")
         )
+        return ref, None if size is None else int(size)
     except (ValueError, KeyError, TypeError) as exc:
         raise BadMessage(f"not an S3 Object Created event: {exc!r}") from exc
+
+
+def parse_record(record: SQSRecord) -> tuple[ObjectRef, int | None]:
+    try:
+        event = json.loads(record.body)
+    except ValueError as exc:
+        raise BadMessage(f"not an S3 Object Created event: {exc!r}") from exc
+    return parse_event(event)
 
 
 class App:
     """Everything built once per cold start: settings, clients, idempotent ingestion."""
 
-    def __init__(self, settings: Settings, *, s3: Any, secrets: Any, events: Any, dynamodb: Any):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        s3: Any,
+        secrets: Any,
+        events: Any,
+        dynamodb: Any,
+        sagemaker: Any = None,
+    ):
+        self.s3 = s3
         self.ingestion = Ingestion(settings, s3=s3, secrets=secrets, events=events)
+        self.router = (
+            LargeObjectRouter(settings, settings.processing, s3=s3, sagemaker=sagemaker)
+            if settings.processing is not None
+            else None
+        )
         self.processor = BatchProcessor(event_type=EventType.SQS)
         self.idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version_id]")
         persistence = DynamoDBPersistenceLayer(
@@ -64,7 +91,14 @@ class App:
         )(self._ingest)
 
     def _ingest(self, ref: dict[str, Any]) -> dict[str, Any]:
-        summary = self.ingestion.ingest(ObjectRef(**ref))
+        size = ref.get("size")
+        obj = ObjectRef(ref["bucket"], ref["key"], ref.get("version_id"))
+        if self.router is not None and size is not None and self.router.too_large(obj, size):
+            routed = self.router.route(obj, size)
+            metrics.add_metric("FilesRouted", MetricUnit.Count, 1)
+            logger.info("object routed to a processing job", extra={"summary": routed})
+            return routed
+        summary = self.ingestion.ingest(obj)
         if summary["status"] == "curated":
             for name, value in summary["rows"].items():
                 metrics.add_metric(f"Rows{name.capitalize()}", MetricUnit.Count, value)
@@ -74,12 +108,22 @@ class App:
         logger.info("object processed", extra={"summary": summary})
         return summary
 
-    def record_handler(self, record: SQSRecord) -> dict[str, Any]:
-        ref = parse_record(record)
+    def handle(self, ref: ObjectRef, size: int | None) -> dict[str, Any]:
+        """One object, once: a backfill names no version (the current one is meant), and the
+        router needs the size; S3 answers both with one HEAD."""
         logger.set_correlation_id(ref.key)
         tracer.put_annotation("object_key", ref.key)
-        result: dict[str, Any] = self.ingest_once(ref=ref.as_dict())
+        if ref.version_id is None or (size is None and self.router is not None):
+            extra = {"VersionId": ref.version_id} if ref.version_id else {}
+            head = self.s3.head_object(Bucket=ref.bucket, Key=ref.key, **extra)
+            version = head.get("VersionId")
+            ref = ObjectRef(ref.bucket, ref.key, None if version in (None, "null") else version)
+            size = int(head["ContentLength"])
+        result: dict[str, Any] = self.ingest_once(ref={**ref.as_dict(), "size": size})
         return result
+
+    def record_handler(self, record: SQSRecord) -> dict[str, Any]:
+        return self.handle(*parse_record(record))
 
 
 @functools.cache
@@ -92,6 +136,7 @@ def _app() -> App:
         secrets=boto3.client("secretsmanager"),
         events=boto3.client("events"),
         dynamodb=boto3.client("dynamodb"),
+        sagemaker=boto3.client("sagemaker"),
     )
 
 
@@ -101,6 +146,8 @@ def _app() -> App:
 def handler(event: dict[str, Any], context: LambdaContext, app: App | None = None) -> Any:
     app = app or _app()
     app.idempotency.register_lambda_context(context)
+    if "Records" not in event:  # one event, invoked directly (backfill): fail loudly
+        return app.handle(*parse_event(event))
     return process_partial_response(
         event=event, record_handler=app.record_handler, processor=app.processor, context=context
     )

@@ -9,10 +9,15 @@ Lambda. Layout of what it writes (``<upload>`` = the object key below the datase
     s3://<quarantine>/<dataset>/rejected/<upload>/<version>/rejection.json   and why
 
 The raw object itself stays where it was uploaded: nothing is ever lost.
+
+An object too large for the function is not processed here: ``LargeObjectRouter`` starts a
+SageMaker Processing job that runs this same ``Ingestion`` on it (``job.py``), so outputs,
+manifest and events are the same whichever path an object takes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -21,10 +26,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datasets.spec import SPECS_DIR, load_spec, spec_path
-from lambdas.preprocess.settings import Settings
+from lambdas.preprocess.settings import ProcessingSettings, Settings
 
 DETAIL_CURATED = "DatasetCurated"
 DETAIL_REJECTED = "FileRejected"
+#: the job's paths inside the container (SageMaker Processing's conventions)
+JOB_CODE_DIR = "/opt/ml/processing/input/code"
+JOB_WORK_DIR = "/opt/ml/processing/work"
+JOB_SUMMARY_DIR = "/opt/ml/processing/output/summary"
+#: first bytes of the compressed inputs ingestion accepts: gzip, Parquet
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"PAR1")
 
 
 @dataclass(frozen=True)
@@ -171,3 +182,144 @@ class Ingestion:
         )
         if response.get("FailedEntryCount"):
             raise RuntimeError(f"EventBridge refused the {detail_type} event: {response}")
+
+
+# -------------------------------------------------------------------------- large objects
+def job_name(prefix: str, ref: ObjectRef) -> str:
+    """One job name per object version: a redelivery finds the job instead of starting another.
+
+    SageMaker names allow 63 characters of ``[a-zA-Z0-9-]``; the hash fills what the prefix leaves.
+    """
+    head = f"{prefix}-ingest-"
+    digest = hashlib.sha256(f"{ref.bucket}\n{ref.key}\n{ref.version}".encode()).hexdigest()
+    return head + digest[: max(8, min(40, 63 - len(head)))]
+
+
+class LargeObjectRouter:
+    """Sends objects too large for the function to a SageMaker Processing job (``job.py``)."""
+
+    def __init__(
+        self, settings: Settings, processing: ProcessingSettings, *, s3: Any, sagemaker: Any
+    ) -> None:
+        self.settings, self.processing = settings, processing
+        self.s3, self.sagemaker = s3, sagemaker
+
+    def too_large(self, ref: ObjectRef, size: int) -> bool:
+        """Above the threshold; compressed inputs (told apart by their first bytes, as ingestion
+        does) hold ``compressed_expansion`` times their size in CSV, so theirs is lower."""
+        threshold = self.processing.threshold_bytes
+        if size > threshold:
+            return True
+        if size <= threshold / self.processing.compressed_expansion:
+            return False
+        extra = {"VersionId": ref.version_id} if ref.version_id else {}
+        head = self.s3.get_object(Bucket=ref.bucket, Key=ref.key, Range="bytes=0-3", **extra)
+        return bool(head["Body"].read().startswith(COMPRESSED_MAGIC))
+
+    def route(self, ref: ObjectRef, size: int) -> dict[str, Any]:
+        """Start the object's job unless it exists already; returns the "routed" summary."""
+        name = job_name(self.processing.job_prefix, ref)
+        already = self._describe(name)
+        if already is None:
+            try:
+                arn = self.sagemaker.create_processing_job(**self.job_request(name, ref))[
+                    "ProcessingJobArn"
+                ]
+                status = "InProgress"
+            except self.sagemaker.exceptions.ResourceInUse:  # a concurrent delivery won
+                already = self._describe(name)
+        if already is not None:
+            arn, status = already["ProcessingJobArn"], already["ProcessingJobStatus"]
+        return {
+            "status": "routed",
+            "dataset": ref.dataset,
+            "source": ref.as_dict(),
+            "size": size,
+            "threshold_bytes": self.processing.threshold_bytes,
+            "job_name": name,
+            "job_arn": arn,
+            "job_status": status,
+            "already_routed": already is not None,
+        }
+
+    def _describe(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.sagemaker.describe_processing_job(ProcessingJobName=name)
+        except self.sagemaker.exceptions.ClientError as exc:
+            # SageMaker answers an unknown job name with a ValidationException
+            if exc.response.get("Error", {}).get("Code") in (
+                "ValidationException",
+                "ResourceNotFound",
+            ):
+                return None
+            raise
+        return found
+
+    def job_request(self, name: str, ref: ObjectRef) -> dict[str, Any]:
+        """CreateProcessingJob: this package, run on the object, in the XGBoost image."""
+        p = self.processing
+        archive = PurePosixPath(p.code_uri).name
+        arguments = ["--bucket", ref.bucket, "--key", ref.key]
+        if ref.version_id:
+            arguments += ["--version-id", ref.version_id]
+        environment = {
+            "CURATED_BUCKET": self.settings.curated_bucket,
+            "QUARANTINE_BUCKET": self.settings.quarantine_bucket,
+            "PII_SECRET_ARN": self.settings.pii_secret_arn,
+            "EVENT_BUS_NAME": self.settings.event_bus,
+            "WORK_DIR": JOB_WORK_DIR,
+            "SUMMARY_DIR": JOB_SUMMARY_DIR,
+            "EXIT_MESSAGE_FILE": "/opt/ml/output/message",
+            # the code arrives as the CDK asset's zip; job.py unpacks it and runs from the copy
+            "PYTHONPATH": f"{JOB_CODE_DIR}/{archive}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        region = getattr(getattr(self.sagemaker, "meta", None), "region_name", None)
+        if region:
+            environment["AWS_DEFAULT_REGION"] = environment["AWS_REGION"] = region
+        return {
+            "ProcessingJobName": name,
+            "RoleArn": p.role_arn,
+            "AppSpecification": {
+                "ImageUri": p.image_uri,
+                "ContainerEntrypoint": ["python3", "-m", "lambdas.preprocess.job"],
+                "ContainerArguments": arguments,
+            },
+            "ProcessingInputs": [
+                {
+                    "InputName": "code",
+                    "S3Input": {
+                        "S3Uri": p.code_uri,
+                        "LocalPath": JOB_CODE_DIR,
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                        "S3DataDistributionType": "FullyReplicated",
+                    },
+                }
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "summary",
+                        "S3Output": {
+                            "S3Uri": f"{p.summary_uri.rstrip('/')}/{name}",
+                            "LocalPath": JOB_SUMMARY_DIR,
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ],
+                "KmsKeyId": p.kms_key_arn,
+            },
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCount": 1,
+                    "InstanceType": p.instance_type,
+                    "VolumeSizeInGB": p.volume_gb,
+                    "VolumeKmsKeyId": p.kms_key_arn,
+                }
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": p.max_runtime_seconds},
+            "Environment": environment,
+            # the job reads S3, Secrets Manager and puts EventBridge events itself
+            "NetworkConfig": {"EnableNetworkIsolation": False},
+        }
