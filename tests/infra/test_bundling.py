@@ -22,6 +22,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "lambdas" / "echo" / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"x")
     monkeypatch.setattr(lambda_function, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(lambda_function, "CACHE_DIR", tmp_path / ".cache")
+    monkeypatch.setattr(PipLocalBundling, "_interpreter", lambda self: None)
     return tmp_path
 
 
@@ -116,3 +117,20 @@ def test_excluded_paths_never_reach_the_asset(repo: Path, monkeypatch: pytest.Mo
         "lambdas/echo/requirements.txt",
         "pyarrow/lib.so",
     ]
+
+
+def test_bytecode_is_compiled_for_the_runtime_when_its_python_is_here(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(PipLocalBundling, "_interpreter", lambda self: "/opt/python3.13")
+    bundling().try_bundle(str(repo / "out"), image=None)
+    compile_cmd = calls[-1]
+    assert compile_cmd[:3] == ["/opt/python3.13", "-m", "compileall"]
+    assert compile_cmd[compile_cmd.index("--invalidation-mode") + 1] == "unchecked-hash"
