@@ -112,12 +112,12 @@ class PipLocalBundling:
 
     def _interpreter(self) -> str | None:
         """An interpreter of the runtime's Python version on this machine, if there is one."""
-        found = shutil.which(f"python{self.python_version}")
-        if found:
-            return found
         pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
         for candidate in sorted(pyenv_root.glob(f"versions/{self.python_version}.*/bin/python")):
             return str(candidate)
+        found = shutil.which(f"python{self.python_version}")
+        if found and "/shims/" not in found:  # a pyenv shim may name a version it cannot run
+            return found
         return None
 
     def _compile(self, build: Path) -> None:
