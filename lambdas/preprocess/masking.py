@@ -1,27 +1,39 @@
 """Keyed masking of PII: HMAC-SHA-256, lowercase hex, equal to ``hmac.new(key, v, sha256)``.
 
-HMAC is the hot spot of ingestion, so three things keep it cheap (measured, see the README):
+HMAC is the hot spot of ingestion, so four things keep it cheap (measured, see the README):
 - the key's inner and outer pad states are hashed once; each value then costs two SHA-256
   compressions (``copy`` of a primed state) instead of four;
 - repeated values are hashed once (``dictionary_encode``; the result is ``take``-n back);
-- the values are split across forked worker processes, one per spare core, while the main
-  process goes on parsing and writing. The key reaches the workers by ``fork``, never by a pipe.
+- the values are cut into chunks that every core takes from one queue: forked worker processes
+  (one per core beyond the first, each fed and drained by two threads of this process) and this
+  process itself, which hashes whatever is still queued while it waits for a result. Whoever is
+  free takes the next chunk, so the cores stay busy whatever else they do (parsing and writing
+  run in threads beside the hashing and release the GIL). The key reaches the workers by
+  ``fork``, never by a pipe;
+- a worker receives a chunk as raw offsets + bytes and sends back raw 32-byte digests, which are
+  hex-encoded here in one C call and become an Arrow string array straight from that buffer.
 
 Deduplication is decided on a sample: hashing a table of a million unique values costs half as
-much as hashing them, so it is only paid for when the sample shows heavy repetition. Digests are
-joined and hex-encoded in one C call (in the worker) and the result is built as an Arrow string
-array straight from that buffer.
+much as hashing them, so it is only paid for when the sample shows heavy repetition.
 """
 
 from __future__ import annotations
 
 import binascii
+import collections
+import contextlib
 import hashlib
 import multiprocessing
 import os
+import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import pyarrow as pa
@@ -29,9 +41,16 @@ import pyarrow.compute as pc
 
 _BLOCK = 64
 _HEX_LEN = 64
+_DIGEST_LEN = 32
 _SAMPLE = 4096
 #: deduplicate when a sample holds fewer distinct values than this share
 _DEDUP_BELOW = 0.5
+#: values per chunk of work (~10 ms of hashing): small enough to balance, large enough to ship
+CHUNK = 16_384
+#: chunks a worker holds at once (one being hashed, one on its way)
+_IN_FLIGHT = 2
+#: pipe size asked for: a chunk's digests (CHUNK * 32 bytes) and more
+_PIPE_BYTES = 1 << 20
 
 
 class HmacKey:
@@ -49,8 +68,8 @@ class HmacKey:
     def __repr__(self) -> str:  # never show key material, not even its states
         return "HmacKey(<redacted>)"
 
-    def hexdigests(self, values: Sequence[bytes]) -> bytes:
-        """The 64-character hex digests of ``values``, concatenated (ASCII bytes)."""
+    def digests(self, values: Sequence[bytes]) -> bytes:
+        """The raw 32-byte digests of ``values``, concatenated."""
         inner_copy, outer_copy = self._inner.copy, self._outer.copy
         out: list[bytes] = []
         append = out.append
@@ -60,7 +79,11 @@ class HmacKey:
             outer = outer_copy()
             outer.update(inner.digest())
             append(outer.digest())
-        return binascii.hexlify(b"".join(out))
+        return b"".join(out)
+
+    def hexdigests(self, values: Sequence[bytes]) -> bytes:
+        """The 64-character hex digests of ``values``, concatenated (ASCII bytes)."""
+        return binascii.hexlify(self.digests(values))
 
 
 def hex_array(hexdigests: bytes) -> pa.StringArray:
@@ -105,59 +128,200 @@ def _values_from(offsets: bytes, data: bytes) -> list[bytes]:
     return array.to_pylist()
 
 
-def _worker(conn: Connection, key: HmacKey) -> None:
-    """Worker loop: a job is a count then (offsets, data) pairs; the hex digests go back in order.
+def _worker(jobs: Connection, results: Connection, key: HmacKey) -> None:
+    """Worker loop: a chunk is (offsets, data); its raw digests go back, in order.
 
-    The whole job is read before anything is written back, so the parent can hand out every
-    column of a batch before it collects; an empty count stops the worker.
+    An empty message (or a closed pipe) stops the worker.
     """
     while True:
         try:
-            count = conn.recv_bytes()
-        except EOFError:
+            offsets = jobs.recv_bytes()
+            if not offsets:
+                return
+            data = jobs.recv_bytes()
+        except (EOFError, OSError):
             return
-        if not count:
-            return
-        parts = [(conn.recv_bytes(), conn.recv_bytes()) for _ in range(int(count))]
-        for offsets, data in parts:
-            conn.send_bytes(key.hexdigests(_values_from(offsets, data)))
+        results.send_bytes(key.digests(_values_from(offsets, data)))
+
+
+def _widen(conn: Connection) -> None:
+    """Grow a pipe to hold a whole chunk (Linux), so a writer rarely waits for its reader.
+
+    The threads that read and write the pipes here need the GIL between reads; with the
+    default 64 KiB a worker would stall on every result while this process hashes.
+    """
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setsize is None:
+        return
+    # above /proc/sys/fs/pipe-max-size it fails: the default size works, only slower
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(conn.fileno(), setsize, _PIPE_BYTES)
+
+
+class MaskingError(RuntimeError):
+    """A hashing worker died or its pipe broke: the file cannot be masked."""
+
+
+class _Chunk:
+    """Up to CHUNK values to hash, and their digests once someone has."""
+
+    __slots__ = ("done", "error", "length", "result", "values")
+
+    def __init__(self, values: pa.Array) -> None:
+        self.values: pa.Array | None = values
+        self.length = len(values)
+        self.result = b""
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def finish(self, result: bytes = b"", error: BaseException | None = None) -> None:
+        self.result, self.error, self.values = result, error, None
+        self.done.set()
 
 
 class _Pending:
-    """Hashes of one array under way: what came back or which worker will send it."""
+    """Hashes of one array under way: its chunks, and how to put the rows back together."""
 
     def __init__(self, n: int, indices: pa.Array | None, nulls: pa.Array | None) -> None:
         self.n = n
         self.indices = indices  # dictionary indices when the values were deduplicated
         self.nulls = nulls
-        self.parts: list[bytes | Connection] = []
+        self.chunks: list[_Chunk] = []
+
+
+class _Feed:
+    """One worker process and the two threads of this process that feed and drain its pipe.
+
+    The sender takes chunks from the shared queue (at most ``_IN_FLIGHT`` at once) and writes
+    them; the receiver reads the digests back. Sending and receiving never wait on each other,
+    so a full pipe cannot deadlock. If the worker dies, its chunks (and every later one it
+    would have taken) fail with ``MaskingError`` instead of hanging.
+    """
+
+    def __init__(self, masker: Masker, ctx: Any) -> None:
+        self.masker = masker
+        jobs_in, jobs_out = ctx.Pipe(duplex=False)
+        results_in, results_out = ctx.Pipe(duplex=False)
+        for conn in (jobs_out, results_out):
+            _widen(conn)
+        self.proc = ctx.Process(
+            target=_worker, args=(jobs_in, results_out, masker._key), daemon=True
+        )
+        self.proc.start()
+        jobs_in.close()
+        results_out.close()
+        self.jobs: Connection = jobs_out
+        self.results: Connection = results_in
+        self.slots = threading.Semaphore(_IN_FLIGHT)
+        self.sent: collections.deque[_Chunk] = collections.deque()
+        self.sent_ready = threading.Semaphore(0)
+        self.broken: BaseException | None = None
+        self.sender = threading.Thread(target=self._send, daemon=True, name="mask-send")
+        self.receiver = threading.Thread(target=self._receive, daemon=True, name="mask-recv")
+
+    def start(self) -> None:
+        """Start the threads (after every worker is forked: a fork copies no running thread)."""
+        self.sender.start()
+        self.receiver.start()
+
+    def _send(self) -> None:
+        try:
+            while True:
+                self.slots.acquire()
+                chunk = self.masker._next_chunk(block=True)
+                if chunk is None or self.broken is not None:
+                    if chunk is not None:
+                        chunk.finish(error=self.broken)
+                    break
+                assert chunk.values is not None
+                offsets, data = _offsets_and_data(chunk.values)
+                self.sent.append(chunk)
+                self.sent_ready.release()
+                self.jobs.send_bytes(offsets)
+                self.jobs.send_bytes(data)
+        except (OSError, ValueError) as exc:
+            self._fail(exc)
+        finally:
+            self.sent.append(_STOP)
+            self.sent_ready.release()
+
+    def _receive(self) -> None:
+        while True:
+            self.sent_ready.acquire()
+            chunk = self.sent.popleft()
+            if chunk is _STOP:
+                return
+            if self.broken is None:
+                try:
+                    result = self.results.recv_bytes()
+                except (EOFError, OSError) as exc:
+                    self._fail(exc)
+                else:
+                    if len(result) != _DIGEST_LEN * chunk.length:
+                        self._fail(RuntimeError("short result"))
+                    else:
+                        chunk.finish(result)
+                        self.slots.release()
+                        continue
+            chunk.finish(error=self.broken)
+            self.slots.release()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.broken is None:
+            code = self.proc.exitcode
+            self.broken = MaskingError(
+                f"a PII hashing worker failed ({type(exc).__name__}"
+                + (f", exit code {code}" if code is not None else "")
+                + ")"
+            )
+            self.masker._wake()
+
+    def close(self) -> None:
+        """Stop the sender (the masker is closing: no chunk is left), then the worker."""
+        self.slots.release()  # in case the sender waits for a free slot
+        if self.sender.is_alive():
+            self.sender.join(timeout=5)
+        if not self.sender.is_alive():  # nobody else writes to the pipe now
+            with contextlib.suppress(OSError, ValueError):
+                self.jobs.send_bytes(b"")
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        if self.receiver.is_alive():
+            self.receiver.join(timeout=5)
+        self.jobs.close()
+        self.results.close()
 
 
 class Masker:
-    """Masks arrays of PII, in this process (``workers=0``) or spread over forked workers.
+    """Masks arrays of PII, in this process (``workers=0``) or also in forked workers.
 
-    ``submit`` hands a set of arrays out (each split over the workers) and returns at once;
-    ``result`` waits for one of them. Collect every result of a submission before the next one:
-    the pipeline does, so no pipe is written while its worker is blocked writing back.
+    ``submit`` queues a set of arrays (cut into chunks) and returns at once; ``result`` waits
+    for one of them, hashing queued chunks here in the meantime. Safe to use from several
+    threads; ``mask_here`` never involves the workers.
     """
 
     def __init__(self, key: bytes, workers: int = 0) -> None:
         self._key = HmacKey(key)
-        self._conns: list[Connection] = []
-        self._procs: list[Any] = []
+        self._queue: collections.deque[_Chunk] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._feeds: list[_Feed] = []
         if workers > 0:
             ctx = multiprocessing.get_context("fork")
-            for _ in range(workers):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(child, self._key), daemon=True)
-                proc.start()
-                child.close()
-                self._conns.append(parent)
-                self._procs.append(proc)
+            try:
+                for _ in range(workers):
+                    self._feeds.append(_Feed(self, ctx))
+            except BaseException:
+                self.close()
+                raise
+            for feed in self._feeds:
+                feed.start()
 
     @property
     def workers(self) -> int:
-        return len(self._conns)
+        return len(self._feeds)
 
     def __enter__(self) -> Masker:
         return self
@@ -166,46 +330,63 @@ class Masker:
         self.close()
 
     def close(self) -> None:
-        for conn in self._conns:
-            try:
-                conn.send_bytes(b"")
-                conn.close()
-            except OSError:
-                pass
-        for proc in self._procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-        self._conns, self._procs = [], []
+        with self._cond:
+            self._closing = True
+            while self._queue:  # nobody will hash these any more
+                self._queue.popleft().finish(error=MaskingError("the masker was closed"))
+            self._cond.notify_all()
+        for feed in self._feeds:
+            feed.close()
+        self._feeds = []
 
+    # ------------------------------------------------------------------------- the queue
+    def _next_chunk(self, *, block: bool) -> _Chunk | None:
+        with self._cond:
+            while not self._queue:
+                if not block or self._closing:
+                    return None
+                self._cond.wait()
+            return self._queue.popleft()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _hash_here(self, chunk: _Chunk) -> None:
+        assert chunk.values is not None
+        try:
+            chunk.finish(self._key.digests(chunk.values.to_pylist()))
+        except BaseException as exc:
+            chunk.finish(error=exc)
+            raise
+
+    # ------------------------------------------------------------------------------ API
     def mask(self, values: pa.Array) -> pa.Array:
         """The masked array (nulls stay null), computed now."""
         return self.result(self.submit({"": values})[""])
 
     def mask_here(self, values: pa.Array) -> pa.Array:
-        """The masked array, computed in this process (never touches the workers' pipes)."""
+        """The masked array, computed in this thread (never touches the workers' pipes)."""
         return self.result(self.submit({"": values}, here=True)[""])
 
     def submit(self, arrays: dict[str, pa.Array], *, here: bool = False) -> dict[str, _Pending]:
         pending: dict[str, _Pending] = {}
-        jobs: list[list[tuple[bytes, memoryview]]] = [[] for _ in self._conns]
+        queued: list[_Chunk] = []
         for name, array in arrays.items():
             values, pending[name] = self._prepare(array)
-            if here or not self._conns or len(values) < 1024:
-                pending[name].parts.append(self._key.hexdigests(values.to_pylist()))
+            if here or not self._feeds or len(values) < 1024:
+                chunk = _Chunk(values)
+                self._hash_here(chunk)
+                pending[name].chunks.append(chunk)
                 continue
-            step = -(-len(values) // len(self._conns))
-            for i, conn in enumerate(self._conns):
-                part = values.slice(i * step, step)
-                if len(part):
-                    jobs[i].append(_offsets_and_data(part))
-                    pending[name].parts.append(conn)
-        for conn, job in zip(self._conns, jobs, strict=True):
-            if job:
-                conn.send_bytes(str(len(job)).encode())
-                for offsets, data in job:
-                    conn.send_bytes(offsets)
-                    conn.send_bytes(data)
+            for start in range(0, len(values), CHUNK):
+                chunk = _Chunk(values.slice(start, CHUNK))
+                pending[name].chunks.append(chunk)
+                queued.append(chunk)
+        if queued:
+            with self._cond:
+                self._queue.extend(queued)
+                self._cond.notify_all()
         return pending
 
     @staticmethod
@@ -221,8 +402,19 @@ class Masker:
         return values, _Pending(len(array), indices, nulls)
 
     def result(self, pending: _Pending) -> pa.Array:
-        chunks = [p if isinstance(p, bytes) else p.recv_bytes() for p in pending.parts]
-        hashed = hex_array(b"".join(chunks))
+        """The masked array of one submitted array; hashes queued chunks while it waits."""
+        for chunk in pending.chunks:
+            while not chunk.done.is_set():
+                mine = self._next_chunk(block=False)
+                if mine is not None:
+                    self._hash_here(mine)
+                else:
+                    chunk.done.wait(0.05)
+            if chunk.error is not None:
+                if isinstance(chunk.error, MaskingError):
+                    raise chunk.error
+                raise MaskingError(f"PII hashing failed: {chunk.error!r}") from chunk.error
+        hashed = hex_array(binascii.hexlify(b"".join(c.result for c in pending.chunks)))
         if pending.indices is not None:
             return hashed.take(pending.indices)
         if pending.nulls is not None:
@@ -232,8 +424,11 @@ class Masker:
         return hashed
 
 
+_STOP = _Chunk(pa.array([], pa.binary()))
+
+
 def default_workers() -> int:
-    """One worker per core beyond the one the main process parses and writes on."""
+    """One worker per core beyond the first (this process hashes too, between its other work)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

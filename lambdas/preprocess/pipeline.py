@@ -1,14 +1,17 @@
 """One upload in, curated Parquet + manifest + quarantine (or a rejection) out.
 
 ``process_file`` is the single entry point of ingestion. Batches flow through three steps so
-that every core has work: while the PII of batch k is hashed by the masker's workers, the main
-process writes batch k-1 and reads and checks batch k+1.
+that every core has work: while the PII of batch k is hashed (by the masker's workers and by
+this process's main thread), a thread writes batch k-1 and another reads and checks batch k+1.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +53,79 @@ class Outcome:
     rows_quarantined: int = 0
     manifest: dict[str, Any] | None = None
     rejection: Rejection | None = None
+
+
+#: checked batches waiting to be hashed, and hashed ones waiting to be written
+_AHEAD = 2
+#: how long (s) the hashing thread keeps the GIL when a reading or writing thread wants it back
+#: from Arrow (the default 5 ms would stall them on every call)
+_SWITCH_INTERVAL = 0.0005
+
+
+class _Stage(threading.Thread):
+    """A thread at one end of a bounded queue; its error is raised in the main thread.
+
+    A producer (``consumer=None``) runs ``work(put)``, and ``get`` returns its items then None;
+    a consumer runs ``work(item)`` for each item ``put`` to it until None.
+    """
+
+    def __init__(
+        self, work: Callable[..., None], consumer: int | None, stop: threading.Event, name: str
+    ) -> None:
+        super().__init__(daemon=True, name=name)
+        self.work, self.consumer, self.stop = work, consumer is not None, stop
+        self.items: queue.Queue[Any] = queue.Queue(maxsize=consumer or _AHEAD)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if self.consumer:
+                while (item := self._get()) is not None:
+                    if self.error is None:
+                        self.work(item)
+            else:
+                self.work(self._put)
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+            if self.consumer:  # keep draining so the main thread never blocks on put
+                while self._get() is not None:
+                    pass
+        finally:
+            if not self.consumer:
+                self._put(None)
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self) -> Any:
+        while not self.stop.is_set():
+            try:
+                return self.items.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def get(self) -> Any:
+        """The producer's next item, None at its end; its error is raised here."""
+        item = self._get()
+        if item is None:
+            self.join()
+            self.raise_error()
+        return item
+
+    def put(self, item: Any) -> None:
+        self._put(item)
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass
@@ -116,16 +192,16 @@ def process_file(
             )
         if spec.pii_columns and pii_key is None:
             raise ConfigError(f"spec {spec.name} has PII columns but no PII key was given")
-        checksum = _Checksum(input_path)
-        checksum.start()
         src = open_source(input_path)
         layout = plan_layout(spec, src.header)
-        try:
+        try:  # the workers are forked before any thread of ours starts
             masker = Masker(
                 pii_key or b"\0" * 16, default_workers() if workers is None else workers
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        checksum = _Checksum(input_path)
+        checksum.start()
         with masker:
             run = _Run(spec, src, layout, masker, output_dir)
             run.all_batches()
@@ -153,32 +229,53 @@ class _Run:
 
     # ---------------------------------------------------------------------------- the loop
     def all_batches(self) -> None:
-        pending: _Prepared | None = None
+        """Read and check (a thread), hash (here and in the workers), write (a thread).
+
+        Parsing, checking and writing are Arrow calls that release the GIL, so they overlap
+        with the hashing this thread does while it waits for a batch's digests. Batches stay
+        in order; at most ``_AHEAD`` wait between two steps, so memory stays bounded.
+        """
+        stop = threading.Event()
+        reader = _Stage(self._read_and_check, None, stop, name="preprocess-read")
+        writer = _Stage(self._write, _AHEAD, stop, name="preprocess-write")
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(_SWITCH_INTERVAL)
         try:
-            for batch in self.src.batches():
-                prepared = self._check(batch)
-                hashed = self._collect(pending)  # k-1 back from the workers ...
-                prepared.hashing = self.masker.submit(prepared.pii)  # ... before k goes out
-                if pending is not None:
-                    self._write(pending, hashed)
-                pending = prepared
-            if pending is not None:
-                self._write(pending, self._collect(pending))
+            reader.start()
+            writer.start()
+            pending: list[_Prepared] = []
+            while (prepared := reader.get()) is not None:
+                prepared.hashing = self.masker.submit(prepared.pii)
+                pending.append(prepared)
+                if len(pending) > 1:  # k+1 is queued: finish k (hashing here meanwhile)
+                    writer.put(self._collect(pending.pop(0)))
+            for prepared in pending:
+                writer.put(self._collect(prepared))
+            writer.put(None)
+            writer.join()
+            writer.raise_error()
         finally:
+            stop.set()
+            reader.join()
+            writer.join()
+            sys.setswitchinterval(previous)
             self.curated_files = self.curated.close()
             self._malformed_records()
             self.quarantine.close()
 
-    def _collect(self, prepared: _Prepared | None) -> dict[str, pa.Array]:
-        if prepared is None:
-            return {}
-        return {name: self.masker.result(h) for name, h in prepared.hashing.items()}
+    def _read_and_check(self, put: Callable[[Any], bool]) -> None:
+        for batch in self.src.batches():
+            if not put(self._check(batch)):
+                return
 
-    def _write(self, prepared: _Prepared, hashed: dict[str, pa.Array]) -> None:
+    def _collect(self, prepared: _Prepared) -> pa.RecordBatch:
+        hashed = {name: self.masker.result(h) for name, h in prepared.hashing.items()}
         arrays = [
             hashed[f.name] if f.name in hashed else prepared.columns[f.name] for f in self.schema
         ]
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         self.curated.write(batch)
         self.rows_curated += batch.num_rows
 
