@@ -98,9 +98,10 @@ class LargeObjectProcessing(Construct):
                 region: {"account": account} for region, account in XGBOOST_REGISTRIES.items()
             },
         )
+        # a region known at synth is looked up at synth (and an unmapped one fails there)
         self.image_uri = (
-            f"{registries.find_in_map(cdk.Aws.REGION, 'account')}.dkr.ecr.{cdk.Aws.REGION}."
-            f"{cdk.Aws.URL_SUFFIX}/{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+            f"{registries.find_in_map(stack.region, 'account')}.dkr.ecr.{stack.region}."
+            f"{stack.url_suffix}/{IMAGE_REPOSITORY}:{IMAGE_TAG}"
         )
         self.role = iam.Role(
             self,
@@ -229,7 +230,7 @@ class LargeObjectProcessing(Construct):
                 iam.PolicyStatement(
                     actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
                     resources=[
-                        f"arn:{cdk.Aws.PARTITION}:ecr:{region}:"
+                        f"arn:{stack.partition}:ecr:{stack.region}:"
                         f"{self.image_uri.split('.', 1)[0]}:repository/{IMAGE_REPOSITORY}"
                     ],
                 ),
