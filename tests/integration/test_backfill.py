@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -48,19 +47,3 @@ def test_backfill_curates_every_object_under_the_prefix(
         manifest = json.loads(s3.get_object(Bucket=curated, Key=manifest_key)["Body"].read())
         assert manifest["source"]["key"] == key
         assert manifest["rows"]["in"] == manifest["rows"]["curated"]
-
-
-def test_backfill_of_an_empty_prefix_succeeds_with_nothing_to_do(
-    app_outputs: dict[str, dict[str, str]], aws: Callable[[str], Any]
-) -> None:
-    sfn = aws("stepfunctions")
-    execution = sfn.start_execution(
-        stateMachineArn=app_outputs[APP]["BackfillStateMachineArn"],
-        name=f"empty-{uuid.uuid4().hex[:12]}",
-        input=json.dumps({"prefix": f"churn/nothing-{uuid.uuid4().hex}/"}),
-    )["executionArn"]
-    deadline = time.monotonic() + 120
-    while (status := sfn.describe_execution(executionArn=execution)["status"]) == "RUNNING":
-        assert time.monotonic() < deadline, "backfill of an empty prefix did not finish"
-        time.sleep(1)
-    assert status == "SUCCEEDED"

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambdas.preprocess.handler import App, handler
+from lambdas.preprocess.handler import App, BadMessage, handler
 from lambdas.preprocess.settings import Settings
 from tests.unit.preprocess.helpers import csv_text, good_rows
 
@@ -186,3 +186,43 @@ def test_poison_message_is_reported_as_a_batch_item_failure(world: World) -> Non
     event["Records"].append({**event["Records"][0], "messageId": "poison", "body": "not json"})
     result = handler(event, Context(), app=world.app)
     assert result == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+
+
+def backfill_event(key: str, size: int | None = None) -> dict[str, Any]:
+    """What the backfill state machine sends for one listed object: no version id."""
+    obj: dict[str, Any] = {"key": key}
+    if size is not None:
+        obj["size"] = size
+    return {
+        "source": "sluice.backfill",
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": "raw"}, "object": obj},
+    }
+
+
+def test_backfill_event_invoked_directly_curates_the_current_version(world: World) -> None:
+    world.upload("churn/old.csv", csv_text(good_rows(2)))
+    current = world.upload("churn/old.csv", csv_text(good_rows(4)))
+    summary = handler(backfill_event("churn/old.csv", 100), Context(), app=world.app)
+    assert summary["status"] == "curated"
+    assert summary["source"] == {"bucket": "raw", "key": "churn/old.csv", "version_id": current}
+    assert summary["rows"]["in"] == 4
+    assert f"churn/old.csv/{current}/manifest.json" in keys(world.s3, "curated")
+
+
+def test_backfill_of_a_version_already_processed_returns_the_first_outcome(world: World) -> None:
+    version = world.upload("churn/jan.csv", csv_text(good_rows(5)))
+    handler(sqs_event(("churn/jan.csv", version)), Context(), app=world.app)
+    summary = handler(backfill_event("churn/jan.csv"), Context(), app=world.app)
+    assert summary["status"] == "curated"
+    assert len(world.events()) == 1  # processed once: the live delivery's result is returned
+
+
+def test_backfill_event_for_a_missing_object_raises_for_the_state_machine(world: World) -> None:
+    with pytest.raises(Exception, match=r"404|Not Found"):
+        handler(backfill_event("churn/gone.csv"), Context(), app=world.app)
+
+
+def test_direct_event_that_is_not_an_object_event_raises(world: World) -> None:
+    with pytest.raises(BadMessage):
+        handler({"detail": {"nothing": 1}}, Context(), app=world.app)
