@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -278,9 +277,6 @@ class LargeObjectRouter:
         region = getattr(getattr(self.sagemaker, "meta", None), "region_name", None)
         if region:
             environment["AWS_DEFAULT_REGION"] = environment["AWS_REGION"] = region
-        endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:  # only an emulator sets it (the local cloud): the job talks to the same
-            environment["AWS_ENDPOINT_URL"] = endpoint
         return {
             "ProcessingJobName": name,
             "RoleArn": p.role_arn,

@@ -94,16 +94,27 @@ def _run_script(
     *,
     cwd: Path,
     env: dict[str, str],
+    region: str,
     log_path: Path,
     max_runtime: float | None,
 ) -> tuple[int, bool]:
-    """Run the user's code; returns (exit code, stopped) and leaves its output in ``log_path``."""
+    """Run the user's code; returns (exit code, stopped) and leaves its output in ``log_path``.
+
+    On AWS a job's container gets its role's credentials and its region from the platform;
+    here it gets the local cloud's endpoint and dummy credentials (never real ones), like the
+    Lambda runner gives handlers, so code that calls AWS from inside a job works unchanged.
+    """
     base_env = {
         "PATH": f"{Path(settings.job_python()).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(cwd),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "AWS_ENDPOINT_URL": settings.gateway_url(),
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
     }
     with log_path.open("wb") as log:
         job.process = subprocess.Popen(
@@ -307,7 +318,13 @@ def _train(job: RunningJob, record: Any, request: dict[str, Any], account: str, 
     started = time.monotonic()
     try:
         code, stopped = _run_script(
-            job, command, cwd=layout.code, env=env, log_path=log_path, max_runtime=max_runtime
+            job,
+            command,
+            cwd=layout.code,
+            env=env,
+            region=region,
+            log_path=log_path,
+            max_runtime=max_runtime,
         )
     finally:
         record.training_time_in_seconds = int(time.monotonic() - started) + 1
@@ -420,7 +437,13 @@ def _process(job: RunningJob, request: dict[str, Any], account: str, region: str
     max_runtime = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     try:
         code, stopped = _run_script(
-            job, command, cwd=root, env=env, log_path=log_path, max_runtime=max_runtime
+            job,
+            command,
+            cwd=root,
+            env=env,
+            region=region,
+            log_path=log_path,
+            max_runtime=max_runtime,
         )
     finally:
         _publish_logs(
