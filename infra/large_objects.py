@@ -99,8 +99,9 @@ class LargeObjectProcessing(Construct):
             },
         )
         # a region known at synth is looked up at synth (and an unmapped one fails there)
+        self.image_account = registries.find_in_map(stack.region, "account")
         self.image_uri = (
-            f"{registries.find_in_map(stack.region, 'account')}.dkr.ecr.{stack.region}."
+            f"{self.image_account}.dkr.ecr.{stack.region}."
             f"{stack.url_suffix}/{IMAGE_REPOSITORY}:{IMAGE_TAG}"
         )
         self.role = iam.Role(
@@ -231,7 +232,7 @@ class LargeObjectProcessing(Construct):
                     actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
                     resources=[
                         f"arn:{stack.partition}:ecr:{stack.region}:"
-                        f"{self.image_uri.split('.', 1)[0]}:repository/{IMAGE_REPOSITORY}"
+                        f"{self.image_account}:repository/{IMAGE_REPOSITORY}"
                     ],
                 ),
             ],

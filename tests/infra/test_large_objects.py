@@ -152,3 +152,15 @@ def test_a_synth_pinned_to_an_unmapped_region_fails_clearly() -> None:
     with pytest.raises(Exception, match="xx-east-9"):
         Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake, datasets=["churn"])
         Template.from_stack(stack)
+
+
+def test_the_job_may_pull_only_the_xgboost_image_of_the_regions_registry(
+    template: Template, job_role: str
+) -> None:
+    (pull,) = [s for s in _statements(template, job_role) if "ecr:BatchGetImage" in _actions(s)]
+    assert _actions(pull) == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    parts = pull["Resource"]["Fn::Join"][1]
+    assert "Token[" not in str(parts)  # a token cut apart by string operations renders broken
+    (lookup,) = [p for p in parts if isinstance(p, dict) and "Fn::FindInMap" in p]
+    assert lookup["Fn::FindInMap"][1:] == [{"Ref": "AWS::Region"}, "account"]
+    assert parts[-1] == ":repository/sagemaker-xgboost"
