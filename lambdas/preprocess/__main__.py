@@ -18,9 +18,14 @@ import os
 import sys
 from pathlib import Path
 
-from datasets.spec import DatasetSpec, SpecError, load_spec, spec_path
-from lambdas.preprocess.errors import ConfigError
-from lambdas.preprocess.pipeline import process_file
+# numpy (imported below) starts an OpenBLAS thread pool whose threads spin for a while (~0.1
+# CPU-s a run) though nothing here does linear algebra; the CPUs go to the hashing instead
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from datasets.spec import DatasetSpec, SpecError, load_spec, spec_path  # noqa: E402
+from lambdas.preprocess.errors import ConfigError  # noqa: E402
+from lambdas.preprocess.pipeline import process_file  # noqa: E402
 
 PII_KEY_ENV = "SLUICE_PII_KEY"
 

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datasets.spec import Feature
+from lambdas.preprocess.convert import arrow_number
 
 _SECONDS = {"duration_days": 86_400.0, "duration_hours": 3_600.0}
 
@@ -20,7 +21,7 @@ def compute(feature: Feature, columns: dict[str, pa.Array]) -> pa.Array:
         start = columns[feature.start or ""].cast(pa.int64())
         end = columns[feature.end or ""].cast(pa.int64())
         micros = pc.subtract(end, start).cast(pa.float64())
-        return pc.divide(micros, _SECONDS[feature.kind] * 1e6)
+        return pc.divide(micros, arrow_number(_SECONDS[feature.kind] * 1e6))
     ts = columns[feature.column or ""]
     if feature.kind == "day_of_week":
         return pc.day_of_week(ts, count_from_zero=True, week_start=1).cast(pa.int64())

@@ -39,6 +39,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lambdas.preprocess.convert import arrow_ints
+
 _BLOCK = 64
 _HEX_LEN = 64
 _DIGEST_LEN = 32
@@ -97,7 +99,7 @@ def _worth_deduplicating(values: pa.Array) -> bool:
     n = len(values)
     if n < _SAMPLE:
         return False
-    sample = values.take(np.linspace(0, n - 1, _SAMPLE, dtype=np.int64))
+    sample = values.take(arrow_ints(np.linspace(0, n - 1, _SAMPLE, dtype=np.int64)))
     return pc.count_distinct(sample).as_py() < _DEDUP_BELOW * _SAMPLE
 
 
@@ -424,7 +426,7 @@ class Masker:
         return hashed
 
 
-_STOP = _Chunk(pa.array([], pa.binary()))
+_STOP = _Chunk(pa.nulls(0, pa.binary()))  # not pa.array([]): that imports pandas
 
 
 def default_workers() -> int:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lambdas.preprocess.convert import arrow_ints
 from lambdas.preprocess.errors import ConfigError
 
 ROWS_PER_FILE = 5_000_000
@@ -66,7 +67,7 @@ def _repetitive(values: pa.Array) -> bool:
     n = len(values)
     if n < _SAMPLE:
         return True
-    sample = values.take(np.linspace(0, n - 1, _SAMPLE, dtype=np.int64))
+    sample = values.take(arrow_ints(np.linspace(0, n - 1, _SAMPLE, dtype=np.int64)))
     return bool(pc.count_distinct(sample, mode="all").as_py() < _DICTIONARY_BELOW * _SAMPLE)
 
 

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from lambdas.preprocess.convert import arrow_bools, numpy_mask
 from lambdas.preprocess.errors import Rejection, shorten
 
 #: largest CSV row (and header) accepted: a row must fit in one parser block
@@ -276,7 +277,7 @@ def _csv_batches(
         # a line with no values at all is blank, not a row
         blank = _all_null(columns, batch.num_rows)
         if blank is not None:
-            keep = pa.array(~blank)
+            keep = arrow_bools(~blank)
             tracker.blank_lines += int(blank.sum())
             columns = {k: v.filter(keep) for k, v in columns.items()}
             lines = lines[~blank]
@@ -291,7 +292,7 @@ def _all_null(columns: dict[str, pa.Array], n: int) -> np.ndarray | None:
         return None
     mask = np.ones(n, dtype=bool)
     for array in columns.values():
-        mask &= array.is_null().to_numpy(zero_copy_only=False)
+        mask &= numpy_mask(array.is_null())
     return mask if mask.any() else None
 
 
