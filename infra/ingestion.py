@@ -126,6 +126,9 @@ class Ingestion(Construct):
                 "PII_SECRET_ARN": self.pii_secret.secret_arn,
                 "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
                 "EVENT_BUS_NAME": "default",
+                # numpy's OpenBLAS threads would spin beside the hashing worker for nothing
+                "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1",
                 **self.large_objects.environment,
             },
         )

@@ -17,7 +17,6 @@ outcomes); 1: it could not be processed (the reason is in ``$EXIT_MESSAGE_FILE``
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -58,15 +57,8 @@ def _run_unpacked(archive: Path, argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "lambdas.preprocess.job", *argv], env)  # noqa: S606
 
 
-def _python310_compat() -> None:
-    """The image's Python is 3.10; ingestion imports ``datetime.UTC`` (3.11+)."""
-    if not hasattr(datetime, "UTC"):
-        datetime.UTC = datetime.timezone.utc  # noqa: UP017
-
-
 def run(args: argparse.Namespace, *, clients: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ingest one object version exactly as the function does; returns the summary."""
-    _python310_compat()
     from lambdas.preprocess.service import Ingestion, ObjectRef
     from lambdas.preprocess.settings import Settings
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ from lambdas.preprocess.convert import (
 from lambdas.preprocess.errors import ConfigError, Rejection, shorten
 from lambdas.preprocess.masking import Masker, default_workers
 from lambdas.preprocess.source import Batch, Source, open_source
+
+#: also runs on Python 3.10 (SageMaker's XGBoost image, for large objects): no datetime.UTC
+UTC = timezone.utc  # noqa: UP017
 
 
 @dataclass(frozen=True)

@@ -273,6 +273,8 @@ class LargeObjectRouter:
             # the code arrives as the CDK asset's zip; job.py unpacks it and runs from the copy
             "PYTHONPATH": f"{JOB_CODE_DIR}/{archive}",
             "PYTHONUNBUFFERED": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
         }
         region = getattr(getattr(self.sagemaker, "meta", None), "region_name", None)
         if region:
