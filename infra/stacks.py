@@ -66,37 +66,24 @@ class StatelessStack(cdk.Stack):
             **kwargs,
         )
         self.config = config
-        self.data_lake = data_lake
-        self.notifications = Notifications(self, "Notifications", config=config, key=data_lake.key)
-        cdk.CfnOutput(self, "NotificationsTopicArn", value=self.notifications.topic.topic_arn)
-        lake = data_lake
+        self.data_lake = lake = data_lake
+        self.notifications = Notifications(self, "Notifications", config=config, key=lake.key)
         self.ingestion = Ingestion(
-            self,
-            "Ingestion",
-            config=config,
-            lake=lake,
-            datasets=declared_datasets(),
-        )
-        cdk.CfnOutput(
-            self, "PreprocessFunctionName", value=self.ingestion.function.function.function_name
-        )
-        cdk.CfnOutput(self, "IngestionQueueUrl", value=self.ingestion.queue.queue_url)
-        cdk.CfnOutput(
-            self, "IngestionDeadLetterQueueUrl", value=self.ingestion.dead_letters.queue_url
-        )
-        cdk.CfnOutput(
-            self, "IdempotencyTableName", value=self.ingestion.idempotency_table.table_name
+            self, "Ingestion", config=config, lake=lake, datasets=declared_datasets()
         )
         self.backfill = Backfill(
-            self,
-            "Backfill",
-            config=config,
-            lake=lake,
-            function=self.ingestion.function.function,
+            self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )
-        cdk.CfnOutput(
-            self, "BackfillStateMachineArn", value=self.backfill.state_machine.state_machine_arn
-        )
+        ingestion = self.ingestion
+        for name, value in {
+            "NotificationsTopicArn": self.notifications.topic.topic_arn,
+            "PreprocessFunctionName": ingestion.function.function.function_name,
+            "IngestionQueueUrl": ingestion.queue.queue_url,
+            "IngestionDeadLetterQueueUrl": ingestion.dead_letters.queue_url,
+            "IdempotencyTableName": ingestion.idempotency_table.table_name,
+            "BackfillStateMachineArn": self.backfill.state_machine.state_machine_arn,
+        }.items():
+            cdk.CfnOutput(self, name, value=value)
         # Further components are composed here as they land (see DESIGN.md).
 
 
