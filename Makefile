@@ -75,6 +75,10 @@ local-up: ## start the local cloud on 127.0.0.1:4566 (no Docker) and wait until 
 local-down: ## stop the local cloud, leave no process or port behind, wipe its state (.local/)
 	local/stop.sh --wipe
 
+.PHONY: demo
+demo: ## on the local cloud (after local-up, local-deploy): upload churn data, watch it curated, train, evaluate, predict
+	$(PY) local/demo.py
+
 .PHONY: local-deploy
 local-deploy: ## bootstrap and deploy the dev stage to the local cloud with cdklocal
 	$(CDKLOCAL) bootstrap -c stage=dev -c lambda_architecture=$(LOCAL_ARCH)
