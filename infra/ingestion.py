@@ -24,6 +24,7 @@ from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import LargeObjectProcessing
+from infra.nag import acknowledge_findings
 
 FUNCTION_TIMEOUT = Duration.minutes(15)
 #: 2 vCPUs from 1,769 MB up; 3,008 MB gives the hashing worker a core of its own
@@ -212,10 +213,6 @@ class Ingestion(Construct):
             "datasets are quarantined, so the function must read them), and curated/quarantine "
             "keys are derived from them. Actions are exact; this policy holds nothing else."
         )
-        cdk.Validations.of(objects).acknowledge(
-            *(
-                cdk.Acknowledgment(id=finding, reason=reason)
-                for finding in (raw_finding, curated_finding, quarantine_finding)
-                if finding
-            )
+        acknowledge_findings(
+            objects, (raw_finding, curated_finding, quarantine_finding), reason=reason
         )

@@ -28,6 +28,7 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import REPO_ROOT, PipLocalBundling
+from infra.nag import acknowledge_findings
 
 IMAGE_REPOSITORY = "sagemaker-xgboost"
 IMAGE_TAG = "3.0-5"
@@ -242,12 +243,12 @@ class LargeObjectProcessing(Construct):
             "time and writes curated/quarantine keys derived from it, and its summary to the "
             "artifacts bucket. Actions are exact and hold no delete."
         )
+        acknowledge_findings(
+            data,
+            (raw_finding, curated_finding, quarantine_finding, artifacts_finding),
+            reason=reason,
+        )
         cdk.Validations.of(data).acknowledge(
-            *(
-                cdk.Acknowledgment(id=finding, reason=reason)
-                for finding in (raw_finding, curated_finding, quarantine_finding, artifacts_finding)
-                if finding
-            ),
             cdk.Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{nag_resource(log_streams)}]",
                 reason="SageMaker writes a job's logs to streams named after the job in the "

@@ -7,7 +7,10 @@ they are acknowledged here, by construct id, after the stack is composed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import aws_cdk as cdk
+from constructs import Construct
 
 _BASIC_EXECUTION = (
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
@@ -24,6 +27,19 @@ FRAMEWORK_SINGLETONS: dict[str, list[tuple[str, str]]] = {
         ),
     ],
 }
+
+
+def acknowledge_findings(
+    construct: Construct, findings: Iterable[str | None], *, reason: str
+) -> None:
+    """Acknowledge exact cdk-nag finding ids on ``construct``, one reason for all.
+
+    ``None`` entries are skipped: ``DataLake.objects_arn`` returns no id where a statement
+    needs no acknowledgment (inside the lake's own stack).
+    """
+    cdk.Validations.of(construct).acknowledge(
+        *(cdk.Acknowledgment(id=finding, reason=reason) for finding in findings if finding)
+    )
 
 
 def acknowledge_framework_singletons(stack: cdk.Stack) -> None:
