@@ -19,6 +19,7 @@ from typing import TypedDict
 
 import aws_cdk as cdk
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -47,6 +48,15 @@ class DataLake(Construct):
             description=f"Sluice {config.stage}: encrypts the data lake, queues and topics",
             enable_key_rotation=True,
             removal_policy=config.removal_policy,
+        )
+        # CloudWatch alarm actions publish to encrypted topics. (EventBridge targets get their
+        # own statement from CDK when a rule targets an encrypted queue or topic.)
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
         )
         self.access_logs_bucket = s3.Bucket(
             self,

@@ -92,10 +92,7 @@ class Ingestion(Construct):
             ),
             enforce_ssl=True,
         )
-        # EventBridge encrypts what it sends to the queue with the queue's key
-        key.grant(
-            iam.ServicePrincipal("events.amazonaws.com"), "kms:GenerateDataKey", "kms:Decrypt"
-        )
+        # the SQS target below adds EventBridge to the key policy (aws:SourceAccount-bound)
         self.rule = events.Rule(
             self,
             "ObjectCreated",

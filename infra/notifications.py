@@ -7,7 +7,6 @@ or add any other subscription to the exported topic.
 
 from __future__ import annotations
 
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
@@ -26,8 +25,6 @@ class Notifications(Construct):
             master_key=key,
             enforce_ssl=True,
         )
-        # CloudWatch alarms and EventBridge publish to the topic: they need the key to do so.
-        for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
-            key.grant(iam.ServicePrincipal(service), "kms:Decrypt", "kms:GenerateDataKey*")
+        # CloudWatch alarms may use the key to publish here (DataLake's key policy)
         if config.notification_email:
             self.topic.add_subscription(subs.EmailSubscription(config.notification_email))

@@ -156,3 +156,26 @@ def test_prod_noncurrent_versions_are_kept_longer(prod_data: Template) -> None:
 def test_bucket_names_are_exported_for_users_and_tools(dev_data: Template) -> None:
     for output in ("RawBucket", "CuratedBucket", "QuarantineBucket", "ArtifactsBucket"):
         dev_data.has_output(output, {"Value": {"Ref": Match.string_like_regexp("DataLake")}})
+
+
+def test_cloudwatch_may_encrypt_alarm_notifications_with_the_key(dev_data: Template) -> None:
+    (key,) = dev_data.find_resources("AWS::KMS::Key").values()
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    (cloudwatch,) = [
+        s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert sorted(cloudwatch["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+
+
+def test_eventbridge_may_use_the_key_only_for_this_account(dev_data: Template) -> None:
+    (key,) = dev_data.find_resources("AWS::KMS::Key").values()
+    events = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"] == {"Service": "events.amazonaws.com"}
+    ]
+    assert events, "the ingestion rule delivers to an encrypted queue"
+    for statement in events:
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        }
