@@ -18,6 +18,7 @@ from tests.integration.helpers import wait_for
 pytestmark = pytest.mark.integration
 JOBS = Path(__file__).parent / "jobs"
 INSTANCES = [[0.1, 0.9], [0.8, 0.2], [0.5, 0.5]]
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
 
 
 def _sourcedir() -> bytes:
@@ -58,7 +59,7 @@ def _run_training(aws, stack_outputs, inputs, **hyperparameters: str) -> dict[st
         input=json.dumps(
             {
                 "job_name": job_name,
-                "image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+                "image": XGBOOST_IMAGE,
                 "hyperparameters": {
                     "sagemaker_program": json.dumps("train.py"),
                     "sagemaker_submit_directory": json.dumps(inputs["submit"]),
@@ -120,17 +121,14 @@ def _local_predictions(aws, model_uri: str) -> list[float]:
     return booster.predict(xgb.DMatrix(np.array(INSTANCES))).tolist()
 
 
-@pytest.fixture(scope="module")
-def endpoint(aws, stack_outputs, training_inputs, trained) -> Any:
-    assert trained["status"] == "SUCCEEDED", trained.get("cause")
-    sagemaker = aws("sagemaker")
+def _model_and_config(sagemaker, stack_outputs, training_inputs, model_uri: str) -> str:
+    """A model serving ``model_uri`` with the job's inference.py, and an endpoint config."""
     name = f"it-{uuid.uuid4().hex[:8]}"
-    model_uri = json.loads(trained["output"])["training"]["model"]
     sagemaker.create_model(
         ModelName=name,
         ExecutionRoleArn=stack_outputs["TrainingRoleArn"],
         PrimaryContainer={
-            "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+            "Image": XGBOOST_IMAGE,
             "ModelDataUrl": model_uri,
             "Environment": {
                 "SAGEMAKER_PROGRAM": "inference.py",
@@ -149,14 +147,35 @@ def endpoint(aws, stack_outputs, training_inputs, trained) -> Any:
             }
         ],
     )
+    return name
+
+
+def _wait_in_service(sagemaker, name: str) -> dict[str, Any]:
+    def settled() -> dict[str, Any] | None:
+        described: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=name)
+        return None if described["EndpointStatus"] in ("Creating", "Updating") else described
+
+    described = wait_for(settled, timeout=90, what=f"endpoint {name}")
+    assert described["EndpointStatus"] == "InService", described
+    return described
+
+
+def _predict(aws, name: str) -> list[float]:
+    response = aws("sagemaker-runtime").invoke_endpoint(
+        EndpointName=name, ContentType="application/json", Body=json.dumps({"instances": INSTANCES})
+    )
+    predictions: list[float] = json.loads(response["Body"].read())["predictions"]
+    return predictions
+
+
+@pytest.fixture(scope="module")
+def endpoint(aws, stack_outputs, training_inputs, trained) -> Any:
+    assert trained["status"] == "SUCCEEDED", trained.get("cause")
+    sagemaker = aws("sagemaker")
+    model_uri = json.loads(trained["output"])["training"]["model"]
+    name = _model_and_config(sagemaker, stack_outputs, training_inputs, model_uri)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
-
-    def settled() -> str | None:
-        status = sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]
-        return None if status == "Creating" else status
-
-    status = wait_for(settled, timeout=90, what=f"endpoint {name}")
-    assert status == "InService", sagemaker.describe_endpoint(EndpointName=name)
+    _wait_in_service(sagemaker, name)
     yield {"name": name, "model_uri": model_uri}
     sagemaker.delete_endpoint(EndpointName=name)
 
@@ -205,7 +224,7 @@ def test_processing_job_runs_its_script_and_uploads_outputs(aws, stack_outputs, 
         ProcessingJobName=name,
         RoleArn=stack_outputs["TrainingRoleArn"],
         AppSpecification={
-            "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+            "ImageUri": XGBOOST_IMAGE,
             "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/evaluate.py"],
             "ContainerArguments": [
                 "--input",
@@ -248,3 +267,66 @@ def test_processing_job_runs_its_script_and_uploads_outputs(aws, stack_outputs, 
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     body = s3.get_object(Bucket=bucket, Key=f"evaluation/{name}/evaluation.json")["Body"].read()
     assert json.loads(body) == {"rows": 40}
+
+
+def test_updated_endpoint_serves_the_new_model_and_a_deleted_one_is_gone(
+    aws, stack_outputs, training_inputs, trained
+):
+    # Given an endpoint serving the first model, and a second model trained differently
+    sagemaker = aws("sagemaker")
+    first = json.loads(trained["output"])["training"]["model"]
+    retrained = _run_training(aws, stack_outputs, training_inputs, num_round="40")
+    assert retrained["status"] == "SUCCEEDED", retrained.get("cause")
+    second = json.loads(retrained["output"])["training"]["model"]
+    name = _model_and_config(sagemaker, stack_outputs, training_inputs, first)
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    _wait_in_service(sagemaker, name)
+    assert _predict(aws, name) == pytest.approx(_local_predictions(aws, first), rel=1e-6)
+    # When the endpoint is updated to a config of the second model
+    new_config = _model_and_config(sagemaker, stack_outputs, training_inputs, second)
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=new_config)
+    described = _wait_in_service(sagemaker, name)
+    # Then it serves the second model's predictions under the new config
+    assert described["EndpointConfigName"] == new_config
+    assert _predict(aws, name) == pytest.approx(_local_predictions(aws, second), rel=1e-6)
+    assert _local_predictions(aws, second) != pytest.approx(_local_predictions(aws, first))
+    # and once deleted it is gone
+    sagemaker.delete_endpoint(EndpointName=name)
+    with pytest.raises(sagemaker.exceptions.ClientError):
+        sagemaker.describe_endpoint(EndpointName=name)
+
+
+def test_model_packages_are_registered_in_a_group_and_approved(aws, trained):
+    # Given a trained model and a model package group
+    sagemaker = aws("sagemaker")
+    group = f"it-group-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_model_package_group(
+        ModelPackageGroupName=group, ModelPackageGroupDescription="integration test"
+    )
+    model_uri = json.loads(trained["output"])["training"]["model"]
+    # When a version is registered pending approval, then approved
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties={"roc_auc": "0.91"},
+        InferenceSpecification={
+            "Containers": [{"Image": XGBOOST_IMAGE, "ModelDataUrl": model_uri}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
+    sagemaker.update_model_package(
+        ModelPackageArn=arn,
+        ModelApprovalStatus="Approved",
+        CustomerMetadataProperties={"approved_by": "ci"},
+    )
+    # Then the group lists it, approved, with its metadata and artifact
+    (listed,) = sagemaker.list_model_packages(ModelPackageGroupName=group)[
+        "ModelPackageSummaryList"
+    ]
+    assert listed["ModelPackageArn"] == arn
+    described = sagemaker.describe_model_package(ModelPackageName=arn)
+    assert described["ModelApprovalStatus"] == "Approved"
+    assert described["CustomerMetadataProperties"] == {"roc_auc": "0.91", "approved_by": "ci"}
+    container = described["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"] == model_uri

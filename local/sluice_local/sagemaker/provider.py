@@ -168,6 +168,31 @@ def delete_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
     return response
 
 
+# ---------------------------------------------------------------- model registry
+
+
+def update_model_package(context: RequestContext, request: ServiceRequest) -> Any:
+    """AWS merges ``CustomerMetadataProperties`` into the package's; moto replaces them (and
+    drops them when the request has none, e.g. a plain approval): keep AWS's behaviour."""
+    wanted = request["ModelPackageArn"]
+    package = next(
+        (
+            p
+            for p in _backend(context).model_packages.values()
+            if wanted in (p.arn, p.model_package_name)
+        ),
+        None,
+    )
+    before = dict(getattr(package, "customer_metadata_properties", None) or {})
+    response = call_moto(context)
+    if package is not None:
+        merged = {**before, **(request.get("CustomerMetadataProperties") or {})}
+        for key in request.get("CustomerMetadataPropertiesToRemove") or []:
+            merged.pop(key, None)
+        package.customer_metadata_properties = merged or None
+    return response
+
+
 SAGEMAKER_OVERRIDES: dict[str, Handler] = {
     "CreateTrainingJob": create_training_job,
     "StopTrainingJob": stop_training_job,
@@ -176,6 +201,7 @@ SAGEMAKER_OVERRIDES: dict[str, Handler] = {
     "CreateEndpoint": create_endpoint,
     "UpdateEndpoint": update_endpoint,
     "DeleteEndpoint": delete_endpoint,
+    "UpdateModelPackage": update_model_package,
 }
 
 
