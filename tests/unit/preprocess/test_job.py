@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from lambdas.preprocess import job
+from tests.unit.preprocess.fakes import REGION, RecordedEvents, make_lake
 from tests.unit.preprocess.helpers import csv_text, good_rows
-from tests.unit.preprocess.test_handler import REGION, SECRET, RecordedEvents
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,12 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture
 def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        for name in ("raw", "curated", "quarantine"):
-            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
-        s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
-        secrets = boto3.client("secretsmanager", region_name=REGION)
-        arn = secrets.create_secret(Name="pii", SecretString=SECRET)["ARN"]
+        s3, secrets, arn = make_lake()
         # the job's Environment, as the router sets it (no idempotency table, no routing)
         for name, value in {
             "CURATED_BUCKET": "curated",

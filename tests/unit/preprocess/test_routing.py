@@ -13,14 +13,8 @@ import pytest
 from lambdas.preprocess.handler import App, handler
 from lambdas.preprocess.service import JOB_CODE_DIR, ObjectRef, job_name
 from lambdas.preprocess.settings import ProcessingSettings, Settings, SettingsError
+from tests.unit.preprocess.fakes import REGION, Context, World, sqs_event
 from tests.unit.preprocess.helpers import csv_text, good_rows
-from tests.unit.preprocess.test_handler import (  # noqa: F401 - world: the fixture
-    REGION,
-    Context,
-    World,
-    sqs_event,
-    world,
-)
 
 THRESHOLD = 6_000
 PROCESSING = ProcessingSettings(
@@ -35,7 +29,7 @@ PROCESSING = ProcessingSettings(
 
 
 @pytest.fixture
-def routed(world: World) -> Iterator[World]:  # noqa: F811 - the imported fixture
+def routed(world: World) -> Iterator[World]:
     """The handler's world, with routing on (a tiny threshold) and moto's SageMaker."""
     settings = dataclasses.replace(world.app.ingestion.settings, processing=PROCESSING)
     sagemaker = boto3.client("sagemaker", region_name=REGION)
