@@ -8,8 +8,6 @@ event sources); three failed receives move a message to the dead-letter queue.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import aws_cdk as cdk
 from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
@@ -53,12 +51,10 @@ class Ingestion(Construct):
         *,
         config: StageConfig,
         lake: DataLake,
-        datasets: Sequence[str],
     ) -> None:
         super().__init__(scope, id_)
         raw_bucket, curated_bucket = lake.raw_bucket, lake.curated_bucket
         quarantine_bucket, key, pii_secret = lake.quarantine_bucket, lake.key, lake.pii_secret
-        self.datasets = tuple(datasets)
         self.pii_secret = pii_secret
         self.idempotency_table = dynamodb.Table(
             self,

@@ -12,18 +12,12 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from datasets.spec import SPECS_DIR
 from infra.backfill import Backfill
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
 from infra.nag import acknowledge_framework_singletons
 from infra.notifications import Notifications
-
-
-def declared_datasets() -> list[str]:
-    """The datasets declared by ``datasets/<name>.yaml``, deployed with the app."""
-    return sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
 
 
 class StatefulStack(cdk.Stack):
@@ -68,9 +62,7 @@ class StatelessStack(cdk.Stack):
         self.config = config
         self.data_lake = lake = data_lake
         self.notifications = Notifications(self, "Notifications", config=config, key=lake.key)
-        self.ingestion = Ingestion(
-            self, "Ingestion", config=config, lake=lake, datasets=declared_datasets()
-        )
+        self.ingestion = Ingestion(self, "Ingestion", config=config, lake=lake)
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )

@@ -20,7 +20,7 @@ def template() -> Template:
     app = cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "BackfillTest")
     lake = DataLake(stack, "Lake", config=STAGES["dev"])
-    ingestion = Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake, datasets=["churn"])
+    ingestion = Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake)
     Backfill(
         stack, "Backfill", config=STAGES["dev"], lake=lake, function=ingestion.function.function
     )

@@ -22,7 +22,6 @@ def template() -> Template:
         "Ingestion",
         config=STAGES["dev"],
         lake=lake,
-        datasets=["churn"],
     )
     return Template.from_stack(stack)
 

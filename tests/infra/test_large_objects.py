@@ -18,7 +18,7 @@ def template() -> Template:
     app = cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "LargeObjectsTest")
     lake = DataLake(stack, "Lake", config=STAGES["dev"])
-    Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake, datasets=["churn"])
+    Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake)
     return Template.from_stack(stack)
 
 
@@ -150,7 +150,7 @@ def test_a_synth_pinned_to_an_unmapped_region_fails_clearly() -> None:
     )
     lake = DataLake(stack, "Lake", config=STAGES["dev"])
     with pytest.raises(Exception, match="xx-east-9"):
-        Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake, datasets=["churn"])
+        Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake)
         Template.from_stack(stack)
 
 
