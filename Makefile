@@ -21,7 +21,12 @@ install: ## the whole set-up on a fresh machine: venv, Python and npm packages, 
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	npm ci --no-audit --no-fund --loglevel=error
+	$(MAKE) native
 	$(MAKE) local-install
+
+.PHONY: native
+native: ## build the native HMAC library (PII masking) for this machine; bundling builds Lambda's
+	$(PY) -m infra.native
 
 # ---------------------------------------------------------------- checks
 .PHONY: test

@@ -1,0 +1,76 @@
+"""Build the native HMAC library (``lambdas/preprocess/native/hmac_sha256.c``) without Docker.
+
+The compiler is Zig's bundled clang (the ``ziglang`` wheel from PyPI, a dev requirement), which
+cross-compiles: the same machine builds the library for itself (``make native``, part of
+``make install``), for the Lambda function's architecture and for the x86_64 SageMaker
+Processing image when assets are bundled. Linux targets name glibc 2.17, so the library loads
+on Amazon Linux 2023 (Lambda), the SageMaker images and any recent distribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from lambdas.preprocess.native_hmac import library_path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SOURCE = REPO_ROOT / "lambdas" / "preprocess" / "native" / "hmac_sha256.c"
+#: Lambda / CDK architecture names -> Zig targets
+LINUX_TARGETS = {"arm64": "aarch64-linux-gnu.2.17", "x86_64": "x86_64-linux-gnu.2.17"}
+FLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-s", "-Wall", "-Wextra", "-Werror")
+
+
+class NativeBuildError(RuntimeError):
+    pass
+
+
+def compiler() -> list[str]:
+    """Zig's ``cc`` from this interpreter's environment."""
+    try:
+        import ziglang  # noqa: F401  (only to tell whether it is installed)
+    except ImportError as exc:
+        raise NativeBuildError(
+            "building the native HMAC library needs the `ziglang` package: "
+            "pip install -r requirements-dev.txt (or `make install`)"
+        ) from exc
+    return [sys.executable, "-m", "ziglang", "cc"]
+
+
+def build(output: Path, *, target: str | None = None) -> Path:
+    """Compile the library into ``output``; ``target`` is a Zig target (None: this machine)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*compiler(), *FLAGS, *(["-target", target] if target else []), "-o", str(output)]
+    result = subprocess.run([*cmd, str(SOURCE)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise NativeBuildError(f"{' '.join(cmd)} failed:\n{result.stderr.strip()}")
+    return output
+
+
+def build_for_lambda(bundle: Path, architecture: str) -> Path:
+    """Build the Linux library for ``architecture`` (arm64 | x86_64) where a bundle's loader
+    looks for it (the bundle mirrors the repository's layout)."""
+    machine = "aarch64" if architecture == "arm64" else "x86_64"
+    relative = library_path("linux", machine).relative_to(REPO_ROOT)
+    return build(bundle / relative, target=LINUX_TARGETS[architecture])
+
+
+def host_target() -> str | None:
+    """The generic Linux target on Linux (the very library a bundle gets), else this machine."""
+    if sys.platform.startswith("linux"):
+        machine = library_path().stem.rsplit("-", 1)[-1]
+        return {"aarch64": LINUX_TARGETS["arm64"], "x86_64": LINUX_TARGETS["x86_64"]}.get(machine)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="build the native HMAC library for this machine")
+    parser.parse_args()
+    path = build(library_path(), target=host_target())
+    print(f"built {path.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
