@@ -114,6 +114,7 @@ class Ingestion(Construct):
             ephemeral_storage_mb=EPHEMERAL_STORAGE_MB,
             with_specs=True,
             exclude=(*RUNTIME_PROVIDED, *PYARROW_UNUSED),
+            native=True,  # the HMAC of PII, built for the function's architecture
             environment={
                 "CURATED_BUCKET": curated_bucket.bucket_name,
                 "QUARANTINE_BUCKET": quarantine_bucket.bucket_name,

@@ -33,6 +33,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import native
 from infra.config import StageConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,9 @@ RUNTIME_PROVIDED = (
 )  # fmt: skip
 CACHE_DIR = REPO_ROOT / ".cache" / "bundles"
 METRICS_NAMESPACE = "Sluice"
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.md")
+#: never copied from the sources; ``*.so`` are host builds of native code (``make native``):
+#: a bundle gets its own, built for its platform
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.md", "*.so")
 
 
 def _files(paths: Sequence[Path]) -> list[Path]:
@@ -54,14 +57,20 @@ def _files(paths: Sequence[Path]) -> list[Path]:
             out.append(path)
         else:
             out.extend(
-                p for p in sorted(path.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".so"
             )
     return out
 
 
 @jsii.implements(cdk.ILocalBundling)
 class PipLocalBundling:
-    """Bundle ``sources`` (repo-relative) plus pip-installed ``requirements`` into the asset."""
+    """Bundle ``sources`` (repo-relative) plus pip-installed ``requirements`` into the asset.
+
+    ``native`` adds the native HMAC library (``infra/native.py``), cross-compiled for
+    ``architecture``, where ``lambdas/preprocess`` loads it.
+    """
 
     def __init__(
         self,
@@ -71,9 +80,12 @@ class PipLocalBundling:
         architecture: str,
         python_version: str,
         exclude: Sequence[str] = (),
+        native: bool = False,
     ) -> None:
         self.sources = [REPO_ROOT / s for s in sources]
         self.exclude = tuple(exclude)
+        self.architecture = architecture
+        self.native = native
         self.requirements = REPO_ROOT / requirements if requirements else None
         arch = "aarch64" if architecture == "arm64" else "x86_64"
         self.platforms = [f"manylinux_2_{v}_{arch}" for v in (34, 28, 17)]
@@ -82,7 +94,9 @@ class PipLocalBundling:
     @property
     def asset_hash(self) -> str:
         """Content hash of everything that goes into the bundle."""
-        digest = hashlib.sha256(f"{self.platforms}|{self.python_version}|{self.exclude}".encode())
+        digest = hashlib.sha256(
+            f"{self.platforms}|{self.python_version}|{self.exclude}|{self.native}".encode()
+        )
         inputs = self.sources + ([self.requirements] if self.requirements else [])
         for file in _files(inputs):
             digest.update(str(file.relative_to(REPO_ROOT)).encode())
@@ -156,6 +170,8 @@ class PipLocalBundling:
                         shutil.copytree(src, dest, ignore=_IGNORED, dirs_exist_ok=True)
                     else:
                         shutil.copy2(src, dest)
+                if self.native:
+                    native.build_for_lambda(build, self.architecture)
                 build.rename(cached)
         shutil.copytree(cached, output_dir, dirs_exist_ok=True)
         return True
@@ -167,6 +183,7 @@ def python_code(
     requirements: str | None,
     config: StageConfig,
     exclude: Sequence[str] = (),
+    native: bool = False,
 ) -> lambda_.Code:
     """An asset for a function whose handler lives in ``sources`` (repo-relative paths)."""
     bundling = PipLocalBundling(
@@ -175,6 +192,7 @@ def python_code(
         architecture=config.lambda_architecture,
         python_version=config.lambda_python,
         exclude=exclude,
+        native=native,
     )
     return lambda_.Code.from_asset(
         str(REPO_ROOT / sources[-1]),  # what CDK uses when bundling is skipped (tests)
@@ -192,7 +210,8 @@ class PythonFunction(Construct):
 
     The asset holds ``lambdas/`` (the function and the shared observability module),
     ``datasets/`` when ``with_specs`` is set, and ``lambdas/<name>/requirements.txt`` less the
-    ``exclude`` globs (what the function never imports, or what the runtime already has).
+    ``exclude`` globs (what the function never imports, or what the runtime already has), and
+    with ``native`` the native HMAC library built for the function's architecture.
     """
 
     def __init__(
@@ -210,6 +229,7 @@ class PythonFunction(Construct):
         ephemeral_storage_mb: int | None = None,
         with_specs: bool = False,
         exclude: Sequence[str] = (),
+        native: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         package = REPO_ROOT / "lambdas" / name
@@ -248,6 +268,7 @@ class PythonFunction(Construct):
                 else None,
                 config=config,
                 exclude=exclude,
+                native=native,
             ),
             role=self.role,
             log_group=self.log_group,

@@ -80,6 +80,7 @@ class LargeObjectProcessing(Construct):
             requirements="lambdas/preprocess/job-requirements.txt",
             architecture="x86_64",
             python_version=IMAGE_PYTHON,
+            native=True,
         )
         self.code = s3_assets.Asset(
             self,

@@ -43,7 +43,7 @@ def build(output: Path, *, target: str | None = None) -> Path:
     """Compile the library into ``output``; ``target`` is a Zig target (None: this machine)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     cmd = [*compiler(), *FLAGS, *(["-target", target] if target else []), "-o", str(output)]
-    result = subprocess.run([*cmd, str(SOURCE)], capture_output=True, text=True)
+    result = subprocess.run([*cmd, str(SOURCE)], check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise NativeBuildError(f"{' '.join(cmd)} failed:\n{result.stderr.strip()}")
     return output

@@ -17,8 +17,10 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:  # infra/native.py imports this module when synthesizing: no pyarrow there
+    import pyarrow as pa
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "native"
 _HEX_LEN = 64
@@ -93,6 +95,8 @@ class NativeHmac:
 
     def hexdigests(self, values: pa.Array) -> bytes:
         """The 64-character hex digests of a null-free ``binary`` array, concatenated."""
+        import pyarrow as pa
+
         if not pa.types.is_binary(values.type) or values.null_count:
             raise TypeError("expected a null-free binary array")
         n = len(values)

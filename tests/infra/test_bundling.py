@@ -134,3 +134,46 @@ def test_bytecode_is_compiled_for_the_runtime_when_its_python_is_here(
     compile_cmd = calls[-1]
     assert compile_cmd[:3] == ["/opt/python3.13", "-m", "compileall"]
     assert compile_cmd[compile_cmd.index("--invalidation-mode") + 1] == "unchecked-hash"
+
+
+@pytest.mark.parametrize(
+    ("arch", "machine", "elf_machine"), [("arm64", "aarch64", 183), ("x86_64", "x86_64", 62)]
+)
+def test_native_code_is_built_for_the_function_architecture_not_copied_from_here(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, arch: str, machine: str, elf_machine: int
+) -> None:
+    real_run = subprocess.run
+
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        if "ziglang" in cmd:  # the compiler really runs; pip does not
+            return real_run(cmd, **kwargs)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    host_build = repo / "lambdas" / "echo" / "native" / "libhmac_sha256-linux-x86_64.so"
+    host_build.parent.mkdir()
+    host_build.write_bytes(b"\x7fELF host build")
+
+    def bundling(native: bool) -> PipLocalBundling:
+        return PipLocalBundling(
+            sources=["lambdas/__init__.py", "lambdas/echo"],
+            requirements=None,
+            architecture=arch,
+            python_version="3.13",
+            native=native,
+        )
+
+    before = bundling(native=True).asset_hash
+    host_build.write_bytes(b"\x7fELF another host build")
+    assert bundling(native=True).asset_hash == before  # host builds are not inputs
+    assert bundling(native=False).asset_hash != before
+
+    out = repo / "out"
+    bundling(native=True).try_bundle(str(out), image=None)
+    (library,) = out.rglob("*.so")  # the host build was not copied
+    assert library.relative_to(out).as_posix() == (
+        f"lambdas/preprocess/native/libhmac_sha256-linux-{machine}.so"
+    )
+    header = library.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    assert int.from_bytes(header[18:20], "little") == elf_machine
