@@ -6,15 +6,20 @@ OUTPUT_DIR/rejection.json and on stderr) or cannot be processed (bad spec, no PI
 OUTPUT_DIR); 1 an internal error. Never a traceback.
 
 The PII key (HMAC-SHA-256) comes from ``--pii-key-file FILE`` (the file's bytes, a trailing line
-break removed) or else from the environment variable SLUICE_PII_KEY (its UTF-8 bytes). In Lambda
-it comes from Secrets Manager instead.
+break removed), else from the environment variable SLUICE_PII_KEY (its UTF-8 bytes), else from
+this machine's local development key: 32 random bytes created on first use in
+``$XDG_CONFIG_HOME/sluice/dev-pii.key`` (``~/.config/...``; mode 0600) and reused, so local runs
+join with each other. A note on stderr says when that key is used: its hashes differ from the
+deployed stack's, whose key is in Secrets Manager (Lambda and the processing job use only that).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -30,14 +35,44 @@ from lambdas.preprocess.pipeline import process_file  # noqa: E402
 PII_KEY_ENV = "SLUICE_PII_KEY"
 
 
-def _pii_key(key_file: Path | None) -> bytes | None:
+def dev_key_path() -> Path:
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "sluice" / "dev-pii.key"
+
+
+def _dev_key() -> bytes:
+    """This machine's development key: created once (0600), then reused."""
+    path = dev_key_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+        key = path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"no PII key given and the local development key {path} cannot be used "
+            f"({exc.strerror}): pass --pii-key-file FILE or set {PII_KEY_ENV}"
+        ) from exc
+    print(
+        f"note: no PII key given (--pii-key-file or {PII_KEY_ENV}); masking with this machine's "
+        f"development key {path}: hashes differ from the deployed stack's",
+        file=sys.stderr,
+    )
+    return key
+
+
+def _pii_key(key_file: Path | None, spec: DatasetSpec | None) -> bytes | None:
     if key_file is not None:
         try:
             return key_file.read_bytes().rstrip(b"\r\n")
         except OSError as exc:
             raise ConfigError(f"cannot read the PII key file {key_file}: {exc.strerror}") from exc
     value = os.environ.get(PII_KEY_ENV)
-    return value.encode() if value else None
+    if value:
+        return value.encode()
+    return _dev_key() if spec is not None and spec.pii_columns else None
 
 
 def _spec(args: argparse.Namespace) -> tuple[DatasetSpec | None, str | None]:
@@ -58,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", type=Path, help="CSV, CSV.gz or Parquet file")
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--pii-key-file", type=Path, help=f"else the env var {PII_KEY_ENV}")
-    parser.add_argument("--workers", type=int, help="hashing processes (default: one per core)")
+    parser.add_argument(
+        "--workers", type=int, help="hashing threads beside the main one (default: cores - 1)"
+    )
     args = parser.parse_args(argv)
     try:
         spec, dataset = _spec(args)
@@ -67,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             args.output_dir,
             spec=spec,
             dataset=dataset,
-            pii_key=_pii_key(args.pii_key_file),
+            pii_key=_pii_key(args.pii_key_file, spec),
             workers=args.workers,
         )
     except (SpecError, ConfigError) as exc:

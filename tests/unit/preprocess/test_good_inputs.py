@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import json
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -170,9 +171,9 @@ def test_repeated_values_are_masked_consistently(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------- CLI
 def _cli(
-    *args: str, key: str | None = "cli-test-key-0123456789"
+    *args: str, key: str | None = "cli-test-key-0123456789", extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(extra_env or {})}
     if key:
         env["SLUICE_PII_KEY"] = key
     return subprocess.run(
@@ -218,10 +219,35 @@ def test_cli_never_shows_a_traceback(tmp_path: Path, args: list[str]) -> None:
     assert "Traceback" not in done.stderr and done.stderr.strip()
 
 
-def test_cli_without_pii_key_says_how_to_give_one(tmp_path: Path) -> None:
+def test_cli_without_pii_key_uses_this_machines_development_key(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text(csv_text(good_rows(3)))
+    home = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    args = ("--spec", "datasets/churn.yaml", str(tmp_path / "in.csv"))
+    first = _cli(*args, str(tmp_path / "a"), key=None, extra_env=home)
+    assert first.returncode == 0, first.stderr
+    assert "development key" in first.stderr and "SLUICE_PII_KEY" in first.stderr
+    key_file = tmp_path / "config" / "sluice" / "dev-pii.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_bytes().strip()
+    assert len(key) == 64
+    second = _cli(*args, str(tmp_path / "b"), key=None, extra_env=home)
+    assert second.returncode == 0, second.stderr
+    assert key_file.read_bytes().strip() == key  # reused: local runs join with each other
+    a, b = (
+        [v for f in sorted((tmp_path / d).glob("*.parquet"))
+         for v in pq.read_table(f).column("email").to_pylist()]
+        for d in ("a", "b")
+    )  # fmt: skip
+    assert a == b == [hmac.new(key, r["email"].encode(), hashlib.sha256).hexdigest()
+                      for r in good_rows(3)]  # fmt: skip
+
+
+def test_cli_without_a_usable_key_says_how_to_give_one(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text(csv_text(good_rows(2)))
+    (tmp_path / "config").write_text("a file where the config directory should be")
     done = _cli(
-        "--spec", "datasets/churn.yaml", str(tmp_path / "in.csv"), str(tmp_path / "o"), key=None
-    )
+        "--spec", "datasets/churn.yaml", str(tmp_path / "in.csv"), str(tmp_path / "o"),
+        key=None, extra_env={"XDG_CONFIG_HOME": str(tmp_path / "config")},
+    )  # fmt: skip
     assert done.returncode == 2
-    assert "PII key" in done.stderr
+    assert "--pii-key-file" in done.stderr and "Traceback" not in done.stderr
