@@ -96,7 +96,14 @@ class App:
         if self.router is not None and size is not None and self.router.too_large(obj, size):
             routed = self.router.route(obj, size)
             metrics.add_metric("FilesRouted", MetricUnit.Count, 1)
-            logger.info("object routed to a processing job", extra={"summary": routed})
+            if routed.get("attempts_exhausted"):
+                logger.error(
+                    "the object's processing job failed on every attempt: fix the cause, then "
+                    "upload the object again (a new version)",
+                    extra={"summary": routed},
+                )
+            else:
+                logger.info("object routed to a processing job", extra={"summary": routed})
             return routed
         summary = self.ingestion.ingest(obj)
         if summary["status"] == "curated":

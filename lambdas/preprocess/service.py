@@ -185,14 +185,23 @@ class Ingestion:
 
 
 # -------------------------------------------------------------------------- large objects
-def job_name(prefix: str, ref: ObjectRef) -> str:
-    """One job name per object version: a redelivery finds the job instead of starting another.
+#: runs of one object version's job: the first, then reruns after a failure, on redelivery
+MAX_JOB_ATTEMPTS = 3
+#: a job that ended like this is started again (under the next attempt's name) on redelivery
+RETRIED_STATUSES = ("Failed", "Stopped")
 
-    SageMaker names allow 63 characters of ``[a-zA-Z0-9-]``; the hash fills what the prefix leaves.
+
+def job_name(prefix: str, ref: ObjectRef, attempt: int = 1) -> str:
+    """One job name per object version and attempt: a redelivery finds the job instead of
+    starting another, and a rerun after a failure gets a name of its own (``-r2``, ``-r3``).
+
+    SageMaker names allow 63 characters of ``[a-zA-Z0-9-]``; the hash fills what the prefix and
+    an attempt suffix leave.
     """
     head = f"{prefix}-ingest-"
     digest = hashlib.sha256(f"{ref.bucket}\n{ref.key}\n{ref.version}".encode()).hexdigest()
-    return head + digest[: max(8, min(40, 63 - len(head)))]
+    base = head + digest[: max(8, min(40, 63 - len(head) - 3))]
+    return base if attempt == 1 else f"{base}-r{attempt}"
 
 
 class LargeObjectRouter:
@@ -217,9 +226,20 @@ class LargeObjectRouter:
         return bool(head["Body"].read().startswith(COMPRESSED_MAGIC))
 
     def route(self, ref: ObjectRef, size: int) -> dict[str, Any]:
-        """Start the object's job unless it exists already; returns the "routed" summary."""
-        name = job_name(self.processing.job_prefix, ref)
-        already = self._describe(name)
+        """Start the object's job unless it exists already; returns the "routed" summary.
+
+        When the latest job of this object version failed or was stopped, a redelivery (a
+        backfill over the prefix, or a redriven message) starts it again under the next
+        attempt's name, up to ``MAX_JOB_ATTEMPTS`` runs in all.
+        """
+        attempt, already = self._latest(ref)
+        if (
+            already is not None
+            and already["ProcessingJobStatus"] in RETRIED_STATUSES
+            and attempt < MAX_JOB_ATTEMPTS
+        ):
+            attempt, already = attempt + 1, None
+        name = job_name(self.processing.job_prefix, ref, attempt)
         if already is None:
             try:
                 arn = self.sagemaker.create_processing_job(**self.job_request(name, ref))[
@@ -230,7 +250,7 @@ class LargeObjectRouter:
                 already = self._describe(name)
         if already is not None:
             arn, status = already["ProcessingJobArn"], already["ProcessingJobStatus"]
-        return {
+        summary = {
             "status": "routed",
             "dataset": ref.dataset,
             "source": ref.as_dict(),
@@ -239,8 +259,23 @@ class LargeObjectRouter:
             "job_name": name,
             "job_arn": arn,
             "job_status": status,
+            "job_attempt": attempt,
             "already_routed": already is not None,
         }
+        if already is not None and status in RETRIED_STATUSES:
+            summary["failure_reason"] = already.get("FailureReason", "")
+            summary["attempts_exhausted"] = True
+        return summary
+
+    def _latest(self, ref: ObjectRef) -> tuple[int, dict[str, Any] | None]:
+        """The latest attempt of this object version's job and its description (None: none)."""
+        latest: tuple[int, dict[str, Any] | None] = (1, None)
+        for attempt in range(1, MAX_JOB_ATTEMPTS + 1):
+            found = self._describe(job_name(self.processing.job_prefix, ref, attempt))
+            if found is None:
+                break
+            latest = (attempt, found)
+        return latest
 
     def _describe(self, name: str) -> dict[str, Any] | None:
         try:

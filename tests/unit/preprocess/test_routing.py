@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from lambdas.preprocess.handler import App, handler
-from lambdas.preprocess.service import JOB_CODE_DIR, ObjectRef, job_name
+from lambdas.preprocess.service import JOB_CODE_DIR, MAX_JOB_ATTEMPTS, ObjectRef, job_name
 from lambdas.preprocess.settings import ProcessingSettings, Settings, SettingsError
 from tests.unit.preprocess.fakes import REGION, Context, World, sqs_event
 from tests.unit.preprocess.helpers import csv_text, good_rows
@@ -158,6 +158,67 @@ def test_job_name_is_deterministic_per_object_version_and_valid_for_sagemaker() 
     assert name != job_name("sluice-prod", ObjectRef(ref.bucket, ref.key, "v2"))
     assert name.startswith("sluice-prod-ingest-") and len(name) <= 63
     assert all(c.isalnum() or c == "-" for c in name)
+    for prefix in ("sluice-prod", "sluice-" + "s" * 30):  # stage names are short, but still
+        names = [job_name(prefix, ref, attempt) for attempt in (1, 2, MAX_JOB_ATTEMPTS)]
+        assert len(set(names)) == 3 and all(len(n) <= 63 for n in names)
+    assert job_name("sluice-prod", ref, 2) == name + "-r2"
+
+
+def _with_status(routed: World, monkeypatch: pytest.MonkeyPatch, status: dict[str, str]) -> None:
+    """moto completes jobs at once: make chosen jobs end as a real failed job would."""
+    router = routed.app.router
+    assert router is not None
+    describe = router._describe
+
+    def described(name: str) -> dict[str, Any] | None:
+        found = describe(name)
+        if found is not None and name in status:
+            found = {**found, "ProcessingJobStatus": status[name], "FailureReason": "OOM"}
+        return found
+
+    monkeypatch.setattr(router, "_describe", described)
+
+
+def test_a_redelivery_reruns_a_failed_job_under_the_next_attempts_name(
+    routed: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = big_csv()
+    version = routed.upload("churn/big.csv", body)
+    ref = ObjectRef("raw", "churn/big.csv", version)
+    router = routed.app.router
+    assert router is not None
+    first = router.route(ref, len(body))
+    _with_status(routed, monkeypatch, {first["job_name"]: "Failed"})
+    second = router.route(ref, len(body))
+    assert second["job_name"] == job_name("sluice-dev", ref, 2)
+    assert (second["job_attempt"], second["already_routed"]) == (2, False)
+    # the rerun is the same job: same arguments, code, image, role and resources
+    first_request, second_request = routed.requests  # type: ignore[attr-defined]
+    for part in ("AppSpecification", "ProcessingInputs", "Environment", "RoleArn",
+                 "ProcessingResources", "StoppingCondition"):  # fmt: skip
+        assert first_request[part] == second_request[part], part
+    # while the rerun lives (or after it succeeded), a redelivery finds it
+    third = router.route(ref, len(body))
+    assert (third["job_name"], third["already_routed"]) == (second["job_name"], True)
+    assert len(jobs(routed)) == 2
+
+
+def test_after_the_last_attempt_failed_a_redelivery_reports_it_and_starts_nothing(
+    routed: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = big_csv()
+    version = routed.upload("churn/big.csv", body)
+    ref = ObjectRef("raw", "churn/big.csv", version)
+    router = routed.app.router
+    assert router is not None
+    names = [job_name("sluice-dev", ref, a) for a in range(1, MAX_JOB_ATTEMPTS + 1)]
+    _with_status(routed, monkeypatch, dict.fromkeys(names, "Failed"))
+    attempts = [router.route(ref, len(body))["job_attempt"] for _ in range(MAX_JOB_ATTEMPTS)]
+    assert attempts == list(range(1, MAX_JOB_ATTEMPTS + 1))
+    last = router.route(ref, len(body))
+    assert last["job_name"] == names[-1] and last["already_routed"] is True
+    assert last["attempts_exhausted"] is True and last["failure_reason"] == "OOM"
+    assert len(jobs(routed)) == MAX_JOB_ATTEMPTS
 
 
 def test_routing_settings_come_from_the_environment_all_or_nothing() -> None:
