@@ -4,17 +4,24 @@ The rule matches every object created in the raw bucket, not only declared datas
 upload for an undeclared dataset must be quarantined with that reason (DESIGN.md), which only
 the function can do. Visibility timeout is six times the function timeout (AWS's advice for SQS
 event sources); three failed receives move a message to the dead-letter queue.
+
+Nothing fails silently: a message in the dead-letter queue raises an alarm, and a large-object
+processing job that fails or is stopped is announced, both on the ``alerts`` topic (the stage's
+notifications topic).
 """
 
 from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -23,6 +30,7 @@ from infra.data_lake import DataLake
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import LargeObjectProcessing
 from infra.nag import acknowledge_findings
+from lambdas.preprocess.service import MAX_JOB_ATTEMPTS
 
 FUNCTION_TIMEOUT = Duration.minutes(15)
 #: 2 vCPUs from 1,769 MB up; 3,008 MB gives the hashing worker a core of its own
@@ -51,6 +59,7 @@ class Ingestion(Construct):
         *,
         config: StageConfig,
         lake: DataLake,
+        alerts: sns.ITopic,
     ) -> None:
         super().__init__(scope, id_)
         raw_bucket, curated_bucket = lake.raw_bucket, lake.curated_bucket
@@ -134,6 +143,7 @@ class Ingestion(Construct):
 
         role = self.function.role
         self._grant_least_privilege(role, lake)
+        self._alert(config, alerts)
         self.large_objects.grant_start(role)
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -144,6 +154,75 @@ class Ingestion(Construct):
                     )
                 ],
             )
+        )
+
+    def _alert(self, config: StageConfig, alerts: sns.ITopic) -> None:
+        """Dead letters and failed processing jobs reach people, not only logs."""
+        self.dead_letters_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLettersAlarm",
+            alarm_name=f"{config.prefix}-ingestion-dead-letters",
+            alarm_description=(
+                f"Sluice {config.stage}: uploads whose ingestion failed {MAX_RECEIVES} times wait "
+                "in the dead-letter queue (stack output IngestionDeadLetterQueueUrl). The "
+                "preprocess function's log has the error, keyed by the object key; fix the "
+                "cause, then redrive the queue. The uploads themselves are untouched."
+            ),
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.dead_letters_alarm.add_alarm_action(cw_actions.SnsAction(alerts))
+        job = events.EventField.from_path("$.detail.ProcessingJobName")
+        status = events.EventField.from_path("$.detail.ProcessingJobStatus")
+        reason = events.EventField.from_path("$.detail.FailureReason")
+        # published through a role of this rule's own: a target without one would add an
+        # unconditioned EventBridge statement to the lake key's policy (any account's rules)
+        publisher = iam.Role(
+            self,
+            "JobFailedPublisher",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description=f"Sluice {config.stage}: publish failed ingestion jobs to the topic",
+        )
+        acknowledge_findings(
+            publisher,
+            ["AwsSolutions-IAM5[Action::kms:GenerateDataKey*]"],
+            reason=(
+                "CDK's grant for publishing to an SNS topic encrypted with the lake key: SNS "
+                "needs GenerateDataKey on that one key (its ARN is the only resource)"
+            ),
+        )
+        self.job_failed_rule = events.Rule(
+            self,
+            "JobFailed",
+            description="A large-object ingestion job failed or was stopped: tell people",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Processing Job State Change"],
+                detail={
+                    "ProcessingJobStatus": ["Failed", "Stopped"],
+                    "ProcessingJobName": events.Match.prefix(
+                        f"{self.large_objects.job_prefix}-ingest-"
+                    ),
+                },
+            ),
+            targets=[
+                targets.SnsTopic(
+                    alerts,
+                    authorize_using_role=True,
+                    role=publisher,
+                    message=events.RuleTargetInput.from_text(
+                        f"Sluice {config.stage}: the ingestion job {job} for a large upload "
+                        f"ended {status}: {reason}. Its log is in /aws/sagemaker/ProcessingJobs. "
+                        f"A backfill over the upload's prefix reruns it ({MAX_JOB_ATTEMPTS} runs "
+                        "in all); the upload itself is untouched in the raw bucket."
+                    ),
+                )
+            ],
         )
 
     def _grant_least_privilege(self, role: iam.IRole, lake: DataLake) -> None:

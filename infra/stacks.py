@@ -62,7 +62,9 @@ class StatelessStack(cdk.Stack):
         self.config = config
         self.data_lake = lake = data_lake
         self.notifications = Notifications(self, "Notifications", config=config, key=lake.key)
-        self.ingestion = Ingestion(self, "Ingestion", config=config, lake=lake)
+        self.ingestion = Ingestion(
+            self, "Ingestion", config=config, lake=lake, alerts=self.notifications.topic
+        )
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )

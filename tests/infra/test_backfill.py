@@ -6,6 +6,7 @@ import json
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
 
 from infra.backfill import ASL, Backfill
@@ -20,7 +21,9 @@ def template() -> Template:
     app = cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "BackfillTest")
     lake = DataLake(stack, "Lake", config=STAGES["dev"])
-    ingestion = Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake)
+    ingestion = Ingestion(
+        stack, "Ingestion", config=STAGES["dev"], lake=lake, alerts=sns.Topic(stack, "Alerts")
+    )
     Backfill(
         stack, "Backfill", config=STAGES["dev"], lake=lake, function=ingestion.function.function
     )

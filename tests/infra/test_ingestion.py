@@ -8,7 +8,8 @@ from aws_cdk.assertions import Match, Template
 
 from infra.config import STAGES
 from infra.data_lake import DataLake
-from infra.ingestion import FUNCTION_TIMEOUT, Ingestion
+from infra.ingestion import FUNCTION_TIMEOUT, MAX_RECEIVES, Ingestion
+from infra.notifications import Notifications
 from tests.infra.conftest import CDK_CONTEXT
 
 
@@ -17,12 +18,8 @@ def template() -> Template:
     app = cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "IngestionTest")
     lake = DataLake(stack, "Lake", config=STAGES["dev"])
-    Ingestion(
-        stack,
-        "Ingestion",
-        config=STAGES["dev"],
-        lake=lake,
-    )
+    alerts = Notifications(stack, "Notifications", config=STAGES["dev"], key=lake.key).topic
+    Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake, alerts=alerts)
     return Template.from_stack(stack)
 
 
@@ -169,3 +166,61 @@ def test_the_key_is_usable_only_through_the_data_services(template: Template) ->
     rendered = [str(s) for s in services]
     for service in ("s3", "dynamodb", "secretsmanager", "sqs"):
         assert any(f"'{service}." in r for r in rendered), service
+
+
+def test_a_dead_letter_raises_an_alarm_on_the_notifications_topic(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Namespace": "AWS/SQS",
+            "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [
+                Match.string_like_regexp("DeadLetters"), "QueueName"]}}],
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": Match.string_like_regexp("NotificationsTopic")}],
+            "AlarmDescription": Match.string_like_regexp(f"failed {MAX_RECEIVES} times"),
+        },
+    )  # fmt: skip
+
+
+def test_a_failed_or_stopped_ingestion_job_is_announced_on_the_topic(template: Template) -> None:
+    rules = template.find_resources(
+        "AWS::Events::Rule",
+        {"Properties": {"EventPattern": {"source": ["aws.sagemaker"]}}},
+    )
+    (rule,) = rules.values()
+    props = rule["Properties"]
+    assert props["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Processing Job State Change"],
+        "detail": {
+            "ProcessingJobStatus": ["Failed", "Stopped"],
+            "ProcessingJobName": [{"prefix": f"{STAGES['dev'].prefix}-ingest-"}],
+        },
+    }
+    (target,) = props["Targets"]
+    assert "NotificationsTopic" in target["Arn"]["Ref"]
+    transformer = target["InputTransformer"]
+    assert set(transformer["InputPathsMap"].values()) == {
+        "$.detail.ProcessingJobName", "$.detail.ProcessingJobStatus", "$.detail.FailureReason"
+    }  # fmt: skip
+    # published through a role that may publish to that topic only
+    role = target["RoleArn"]["Fn::GetAtt"][0]
+    (policy,) = template.find_resources(
+        "AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role}]}}
+    ).values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert {"Action": "sns:Publish", "Effect": "Allow", "Resource": target["Arn"]} in statements
+
+
+def test_no_unconditioned_eventbridge_statement_in_the_key_policy(template: Template) -> None:
+    """EventBridge may use the lake key only for rules of this account (confused deputy)."""
+    (key,) = template.find_resources("AWS::KMS::Key").values()
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        principal = statement.get("Principal", {}).get("Service", [])
+        if "events.amazonaws.com" in (principal if isinstance(principal, list) else [principal]):
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+            }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
 
 from infra.config import STAGES
@@ -18,7 +19,9 @@ def template() -> Template:
     app = cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []})
     stack = cdk.Stack(app, "LargeObjectsTest")
     lake = DataLake(stack, "Lake", config=STAGES["dev"])
-    Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake)
+    Ingestion(
+        stack, "Ingestion", config=STAGES["dev"], lake=lake, alerts=sns.Topic(stack, "Alerts")
+    )
     return Template.from_stack(stack)
 
 
@@ -150,7 +153,9 @@ def test_a_synth_pinned_to_an_unmapped_region_fails_clearly() -> None:
     )
     lake = DataLake(stack, "Lake", config=STAGES["dev"])
     with pytest.raises(Exception, match="xx-east-9"):
-        Ingestion(stack, "Ingestion", config=STAGES["dev"], lake=lake)
+        Ingestion(
+            stack, "Ingestion", config=STAGES["dev"], lake=lake, alerts=sns.Topic(stack, "Alerts")
+        )
         Template.from_stack(stack)
 
 
