@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.preprocess.service import Ingestion, LargeObjectRouter, ObjectRef
@@ -126,7 +127,15 @@ class App:
             version = head.get("VersionId")
             ref = ObjectRef(ref.bucket, ref.key, None if version in (None, "null") else version)
             size = int(head["ContentLength"])
-        result: dict[str, Any] = self.ingest_once(ref={**ref.as_dict(), "size": size})
+        try:
+            result: dict[str, Any] = self.ingest_once(ref={**ref.as_dict(), "size": size})
+        except IdempotencyAlreadyInProgressError:
+            # Another invocation is processing this very object version (a duplicate delivery
+            # arrived before it finished). It owns the work: should it fail, its own message is
+            # delivered again. Failing this one would only park a duplicate for the queue's
+            # visibility timeout (90 minutes) and count a receive toward the dead-letter queue.
+            logger.info("object version already being processed by another invocation")
+            return {"status": "in_progress_elsewhere", "source": ref.as_dict()}
         return result
 
     def record_handler(self, record: SQSRecord) -> dict[str, Any]:

@@ -78,6 +78,26 @@ def test_quarantined_rows_go_to_the_quarantine_bucket(world: World) -> None:
     assert keys(world.s3, "quarantine") == [f"churn/rows/x.csv/{version}/rows.jsonl"]
 
 
+def test_a_duplicate_arriving_while_the_first_is_processed_is_not_a_failure(world: World) -> None:
+    """EventBridge may deliver twice at once: the second delivery must neither process the
+    object again nor fail (a failure would park it for the 90-minute visibility timeout and
+    count toward the dead-letter queue)."""
+    version = world.upload("churn/jan.csv", csv_text(good_rows(5)))
+    original = world.app.ingestion.ingest
+    during: list[dict[str, Any]] = []
+
+    def ingest_while_a_duplicate_arrives(ref: Any) -> dict[str, Any]:
+        duplicate = sqs_event(("churn/jan.csv", version), message_id="duplicate")
+        during.append(handler(duplicate, Context(), app=world.app))
+        return original(ref)
+
+    world.app.ingestion.ingest = ingest_while_a_duplicate_arrives  # type: ignore[method-assign]
+    first = handler(sqs_event(("churn/jan.csv", version)), Context(), app=world.app)
+    assert first == {"batchItemFailures": []}
+    assert during == [{"batchItemFailures": []}]  # the duplicate did not fail...
+    assert [e["detail-type"] for e in world.events()] == ["DatasetCurated"]  # ...nor process
+
+
 def test_poison_message_is_reported_as_a_batch_item_failure(world: World) -> None:
     version = world.upload("churn/ok.csv", csv_text(good_rows(3)))
     event = sqs_event(("churn/ok.csv", version))
