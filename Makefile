@@ -47,6 +47,10 @@ lint: ## ruff, mypy, and cfn-lint on the synthesized templates of every stage
 synth: ## synthesize the CloudFormation templates of a stage into cdk.out/ (STAGE=dev|prod)
 	$(CDK) synth --quiet -c stage=$(STAGE) > /dev/null
 
+.PHONY: clean
+clean: ## remove synthesized templates, cached Lambda bundles and benchmark files (keeps .venv)
+	rm -rf cdk.out cdk.out.* .cache/bundles .bench
+
 .PHONY: bench
 bench: ## benchmarks: speed and memory as ratios against a floor measured in the same run
 	$(PY) -m benchmarks
