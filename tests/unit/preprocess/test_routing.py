@@ -11,7 +11,13 @@ import boto3
 import pytest
 
 from lambdas.preprocess.handler import App, handler
-from lambdas.preprocess.service import JOB_CODE_DIR, MAX_JOB_ATTEMPTS, ObjectRef, job_name
+from lambdas.preprocess.service import (
+    JOB_CODE_DIR,
+    MAX_JOB_ATTEMPTS,
+    LargeObjectRouter,
+    ObjectRef,
+    job_name,
+)
 from lambdas.preprocess.settings import ProcessingSettings, Settings, SettingsError
 from tests.unit.preprocess.fakes import REGION, Context, World, sqs_event
 from tests.unit.preprocess.helpers import csv_text, good_rows
@@ -140,11 +146,9 @@ def test_job_request_runs_job_py_on_the_object_in_the_xgboost_image(routed: Worl
 
 
 def test_second_delivery_finds_the_job_instead_of_starting_another(routed: World) -> None:
-    body = big_csv()
-    version = routed.upload("churn/big.csv", body)
-    ref = ObjectRef("raw", "churn/big.csv", version)
-    first = routed.app.router.route(ref, len(body))  # type: ignore[union-attr]
-    again = routed.app.router.route(ref, len(body))  # type: ignore[union-attr]
+    router, ref, size = _big_upload(routed)
+    first = router.route(ref, size)
+    again = router.route(ref, size)
     assert (first["status"], first["already_routed"]) == ("routed", False)
     assert (again["status"], again["already_routed"]) == ("routed", True)
     assert again["job_arn"] == first["job_arn"]
@@ -162,6 +166,15 @@ def test_job_name_is_deterministic_per_object_version_and_valid_for_sagemaker() 
         names = [job_name(prefix, ref, attempt) for attempt in (1, 2, MAX_JOB_ATTEMPTS)]
         assert len(set(names)) == 3 and all(len(n) <= 63 for n in names)
     assert job_name("sluice-prod", ref, 2) == name + "-r2"
+
+
+def _big_upload(routed: World) -> tuple[LargeObjectRouter, ObjectRef, int]:
+    """An upload above the threshold, and the router that routes it."""
+    body = big_csv()
+    ref = ObjectRef("raw", "churn/big.csv", routed.upload("churn/big.csv", body))
+    router = routed.app.router
+    assert router is not None
+    return router, ref, len(body)
 
 
 def _with_status(routed: World, monkeypatch: pytest.MonkeyPatch, status: dict[str, str]) -> None:
@@ -182,14 +195,10 @@ def _with_status(routed: World, monkeypatch: pytest.MonkeyPatch, status: dict[st
 def test_a_redelivery_reruns_a_failed_job_under_the_next_attempts_name(
     routed: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body = big_csv()
-    version = routed.upload("churn/big.csv", body)
-    ref = ObjectRef("raw", "churn/big.csv", version)
-    router = routed.app.router
-    assert router is not None
-    first = router.route(ref, len(body))
+    router, ref, size = _big_upload(routed)
+    first = router.route(ref, size)
     _with_status(routed, monkeypatch, {first["job_name"]: "Failed"})
-    second = router.route(ref, len(body))
+    second = router.route(ref, size)
     assert second["job_name"] == job_name("sluice-dev", ref, 2)
     assert (second["job_attempt"], second["already_routed"]) == (2, False)
     # the rerun is the same job: same arguments, code, image, role and resources
@@ -198,7 +207,7 @@ def test_a_redelivery_reruns_a_failed_job_under_the_next_attempts_name(
                  "ProcessingResources", "StoppingCondition"):  # fmt: skip
         assert first_request[part] == second_request[part], part
     # while the rerun lives (or after it succeeded), a redelivery finds it
-    third = router.route(ref, len(body))
+    third = router.route(ref, size)
     assert (third["job_name"], third["already_routed"]) == (second["job_name"], True)
     assert len(jobs(routed)) == 2
 
@@ -206,16 +215,12 @@ def test_a_redelivery_reruns_a_failed_job_under_the_next_attempts_name(
 def test_after_the_last_attempt_failed_a_redelivery_reports_it_and_starts_nothing(
     routed: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body = big_csv()
-    version = routed.upload("churn/big.csv", body)
-    ref = ObjectRef("raw", "churn/big.csv", version)
-    router = routed.app.router
-    assert router is not None
+    router, ref, size = _big_upload(routed)
     names = [job_name("sluice-dev", ref, a) for a in range(1, MAX_JOB_ATTEMPTS + 1)]
     _with_status(routed, monkeypatch, dict.fromkeys(names, "Failed"))
-    attempts = [router.route(ref, len(body))["job_attempt"] for _ in range(MAX_JOB_ATTEMPTS)]
+    attempts = [router.route(ref, size)["job_attempt"] for _ in range(MAX_JOB_ATTEMPTS)]
     assert attempts == list(range(1, MAX_JOB_ATTEMPTS + 1))
-    last = router.route(ref, len(body))
+    last = router.route(ref, size)
     assert last["job_name"] == names[-1] and last["already_routed"] is True
     assert last["attempts_exhausted"] is True and last["failure_reason"] == "OOM"
     assert len(jobs(routed)) == MAX_JOB_ATTEMPTS
