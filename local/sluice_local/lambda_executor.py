@@ -32,16 +32,7 @@ from sluice_local import settings
 
 LOG = logging.getLogger(__name__)
 RUNNERS = Path(__file__).parent / "runners"
-_SLOTS: threading.BoundedSemaphore | None = None
-_SLOTS_LOCK = threading.Lock()
-
-
-def _slots() -> threading.BoundedSemaphore:
-    global _SLOTS  # noqa: PLW0603 - one process-wide cap, created on first use
-    with _SLOTS_LOCK:
-        if _SLOTS is None:
-            _SLOTS = threading.BoundedSemaphore(settings.lambda_concurrency())
-        return _SLOTS
+_SLOTS = settings.Slots(settings.lambda_concurrency)
 
 
 def _runtime_family(runtime: str | None) -> str:
@@ -122,7 +113,7 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
     # -- invocations
     def invoke(self, payload: dict[str, str]) -> InvocationResult:
         request_id = payload["invoke-id"]
-        with _slots():
+        with _SLOTS:
             return self._run(request_id, payload)
 
     def _command(self) -> list[str]:

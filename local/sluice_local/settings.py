@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 
 def repo_root() -> Path:
@@ -64,3 +67,29 @@ def job_concurrency() -> int:
 
 def gateway_url() -> str:
     return os.environ.get("SLUICE_GATEWAY_URL") or "http://127.0.0.1:4566"
+
+
+class Slots:
+    """A process-wide cap on concurrent runs (``with SLOTS: ...``), sized on first use by
+    ``size`` so the environment the start script sets is read, not the one at import."""
+
+    def __init__(self, size: Callable[[], int]) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._semaphore: threading.BoundedSemaphore | None = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._semaphore is None:
+                self._semaphore = threading.BoundedSemaphore(self._size())
+            semaphore = self._semaphore
+        semaphore.acquire()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._semaphore is not None
+        self._semaphore.release()

@@ -37,17 +37,8 @@ from sluice_local.sagemaker.script_mode import (
 )
 
 LOG = logging.getLogger(__name__)
-_SLOTS: threading.BoundedSemaphore | None = None
-_SLOTS_LOCK = threading.Lock()
+_SLOTS = settings.Slots(settings.job_concurrency)
 _MOTO_TIME = "%Y-%m-%d %H:%M:%S"
-
-
-def _slots() -> threading.BoundedSemaphore:
-    global _SLOTS  # noqa: PLW0603 - one process-wide cap, created on first use
-    with _SLOTS_LOCK:
-        if _SLOTS is None:
-            _SLOTS = threading.BoundedSemaphore(settings.job_concurrency())
-        return _SLOTS
 
 
 def now() -> str:
@@ -195,7 +186,7 @@ def run_training_job(record: Any, request: dict[str, Any], account: str, region:
     name = request["TrainingJobName"]
     job = RUNNING.setdefault(name, RunningJob(name))
     try:
-        with _slots():
+        with _SLOTS:
             if job.stop_requested.is_set():
                 raise JobFailed("Stopped before it started", status="Stopped")
             record.training_start_time = now()
@@ -373,7 +364,7 @@ def run_processing_job(record: Any, request: dict[str, Any], account: str, regio
     name = request["ProcessingJobName"]
     job = RUNNING.setdefault(name, RunningJob(name))
     try:
-        with _slots():
+        with _SLOTS:
             if job.stop_requested.is_set():
                 raise JobFailed("Stopped before it started", status="Stopped")
             record.processing_start_time = now()
