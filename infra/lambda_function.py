@@ -84,11 +84,10 @@ class PipLocalBundling:
     ) -> None:
         self.sources = [REPO_ROOT / s for s in sources]
         self.exclude = tuple(exclude)
-        self.architecture = architecture
         self.native = native
         self.requirements = REPO_ROOT / requirements if requirements else None
-        arch = "aarch64" if architecture == "arm64" else "x86_64"
-        self.platforms = [f"manylinux_2_{v}_{arch}" for v in (34, 28, 17)]
+        self.machine = "aarch64" if architecture == "arm64" else "x86_64"
+        self.platforms = [f"manylinux_2_{v}_{self.machine}" for v in (34, 28, 17)]
         self.python_version = python_version
 
     @property
@@ -171,7 +170,7 @@ class PipLocalBundling:
                     else:
                         shutil.copy2(src, dest)
                 if self.native:
-                    native.build_for_lambda(build, self.architecture)
+                    native.build_for_lambda(build, self.machine)
                 build.rename(cached)
         shutil.copytree(cached, output_dir, dirs_exist_ok=True)
         return True

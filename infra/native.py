@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lambdas.preprocess.native_hmac import library_path
+from lambdas.preprocess.native_hmac import library_path, machine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE = REPO_ROOT / "lambdas" / "preprocess" / "native" / "hmac_sha256.c"
-#: Lambda / CDK architecture names -> Zig targets
-LINUX_TARGETS = {"arm64": "aarch64-linux-gnu.2.17", "x86_64": "x86_64-linux-gnu.2.17"}
+#: machine (``uname -m``) -> Zig target
+LINUX_TARGETS = {"aarch64": "aarch64-linux-gnu.2.17", "x86_64": "x86_64-linux-gnu.2.17"}
 FLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-s", "-Wall", "-Wextra", "-Werror")
 
 
@@ -49,20 +49,16 @@ def build(output: Path, *, target: str | None = None) -> Path:
     return output
 
 
-def build_for_lambda(bundle: Path, architecture: str) -> Path:
-    """Build the Linux library for ``architecture`` (arm64 | x86_64) where a bundle's loader
-    looks for it (the bundle mirrors the repository's layout)."""
-    machine = "aarch64" if architecture == "arm64" else "x86_64"
-    relative = library_path("linux", machine).relative_to(REPO_ROOT)
-    return build(bundle / relative, target=LINUX_TARGETS[architecture])
+def build_for_lambda(bundle: Path, cpu: str) -> Path:
+    """Build the Linux library for ``cpu`` (aarch64 | x86_64) where a bundle's loader looks for
+    it (the bundle mirrors the repository's layout)."""
+    relative = library_path("linux", cpu).relative_to(REPO_ROOT)
+    return build(bundle / relative, target=LINUX_TARGETS[cpu])
 
 
 def host_target() -> str | None:
     """The generic Linux target on Linux (the very library a bundle gets), else this machine."""
-    if sys.platform.startswith("linux"):
-        machine = library_path().stem.rsplit("-", 1)[-1]
-        return {"aarch64": LINUX_TARGETS["arm64"], "x86_64": LINUX_TARGETS["x86_64"]}.get(machine)
-    return None
+    return LINUX_TARGETS.get(machine()) if sys.platform.startswith("linux") else None
 
 
 def main() -> None:

@@ -176,11 +176,11 @@ class _Chunk:
     def __init__(self, values: pa.Array) -> None:
         self.values: pa.Array | None = values
         self.length = len(values)
-        self.result = b""
+        self.result: bytes | bytearray = b""
         self.error: BaseException | None = None
         self.done = threading.Event()
 
-    def finish(self, result: bytes = b"", error: BaseException | None = None) -> None:
+    def finish(self, result: bytes | bytearray = b"", error: BaseException | None = None) -> None:
         self.result, self.error, self.values = result, error, None
         self.done.set()
 

@@ -29,17 +29,18 @@ IMPLEMENTATIONS = {0: "portable C", 1: "x86 SHA-NI", 2: "Armv8 SHA2"}
 logger = logging.getLogger(__name__)
 
 
-def _machine(machine: str | None = None) -> str:
-    machine = (machine or platform.machine()).lower()
-    return {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}.get(machine, machine)
+def machine(name: str | None = None) -> str:
+    """A CPU name as Linux spells it (``aarch64``, ``x86_64``); None: this machine's."""
+    name = (name or platform.machine()).lower()
+    return {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}.get(name, name)
 
 
-def library_path(system: str | None = None, machine: str | None = None) -> Path:
+def library_path(system: str | None = None, cpu: str | None = None) -> Path:
     """Where the library for an OS (``linux``, ``darwin``) and CPU lives: one file per pair."""
     system = (system or sys.platform).lower()
     if system.startswith("linux"):
         system = "linux"
-    return LIBRARY_DIR / f"libhmac_sha256-{system}-{_machine(machine)}.so"
+    return LIBRARY_DIR / f"libhmac_sha256-{system}-{machine(cpu)}.so"
 
 
 @functools.cache
@@ -93,25 +94,30 @@ class NativeHmac:
     def implementation(self) -> str:
         return IMPLEMENTATIONS.get(self._lib.sluice_hmac_impl(self._portable), "unknown")
 
-    def hexdigests(self, values: pa.Array) -> bytes:
+    def hexdigests(self, values: pa.Array) -> bytes | bytearray:
         """The 64-character hex digests of a null-free ``binary`` array, concatenated."""
         import pyarrow as pa
 
         if not pa.types.is_binary(values.type) or values.null_count:
             raise TypeError("expected a null-free binary array")
         n = len(values)
-        out = ctypes.create_string_buffer(n * _HEX_LEN)
         if n == 0:
             return b""
+        out = bytearray(n * _HEX_LEN)  # written in place and returned as is: no copy
         _, offsets, data = values.buffers()
         # offsets are absolute into the data buffer: a slice only moves the first offset
         offsets_address = offsets.address + 4 * values.offset
         data_address = data.address if data is not None else 0
         if self._lib.sluice_hmac_hex(
-            self._states, offsets_address, data_address, n, self._portable, out
+            self._states,
+            offsets_address,
+            data_address,
+            n,
+            self._portable,
+            (ctypes.c_char * len(out)).from_buffer(out),
         ):
             raise ValueError("invalid offsets in a binary array")
-        return out.raw
+        return out
 
 
 def native_hmac(key: bytes, *, portable: bool = False) -> NativeHmac | None:
