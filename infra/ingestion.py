@@ -30,7 +30,7 @@ from infra.data_lake import DataLake
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import LargeObjectProcessing
 from infra.nag import acknowledge_findings
-from lambdas.preprocess.service import MAX_JOB_ATTEMPTS
+from lambdas.preprocess.service import MAX_JOB_ATTEMPTS, job_name_prefix
 
 FUNCTION_TIMEOUT = Duration.minutes(15)
 #: 2 vCPUs from 1,769 MB up; 3,008 MB gives the hashing worker a core of its own
@@ -206,7 +206,7 @@ class Ingestion(Construct):
                 detail={
                     "ProcessingJobStatus": ["Failed", "Stopped"],
                     "ProcessingJobName": events.Match.prefix(
-                        f"{self.large_objects.job_prefix}-ingest-"
+                        job_name_prefix(self.large_objects.job_prefix)
                     ),
                 },
             ),

@@ -191,6 +191,11 @@ MAX_JOB_ATTEMPTS = 3
 RETRIED_STATUSES = ("Failed", "Stopped")
 
 
+def job_name_prefix(prefix: str) -> str:
+    """What every ingestion job name of a stage starts with (the failure rule matches it)."""
+    return f"{prefix}-ingest-"
+
+
 def job_name(prefix: str, ref: ObjectRef, attempt: int = 1) -> str:
     """One job name per object version and attempt: a redelivery finds the job instead of
     starting another, and a rerun after a failure gets a name of its own (``-r2``, ``-r3``).
@@ -198,7 +203,7 @@ def job_name(prefix: str, ref: ObjectRef, attempt: int = 1) -> str:
     SageMaker names allow 63 characters of ``[a-zA-Z0-9-]``; the hash fills what the prefix and
     an attempt suffix leave.
     """
-    head = f"{prefix}-ingest-"
+    head = job_name_prefix(prefix)
     digest = hashlib.sha256(f"{ref.bucket}\n{ref.key}\n{ref.version}".encode()).hexdigest()
     base = head + digest[: max(8, min(40, 63 - len(head) - 3))]
     return base if attempt == 1 else f"{base}-r{attempt}"
