@@ -155,11 +155,11 @@ def test_manifest_records_source_counts_schema_and_versions(tmp_path: Path) -> N
     assert manifest["code_version"].startswith("1.0.0+")
 
 
-def test_worker_processes_give_the_same_output(tmp_path: Path) -> None:
+def test_hashing_workers_give_the_same_output(tmp_path: Path) -> None:
     text = csv_text(good_rows(5000) + [row(1, email="")] * 3)
     alone = curated(run(tmp_path / "a", text, workers=0))
-    forked = curated(run(tmp_path / "b", text, workers=2))
-    assert forked == alone
+    with_workers = curated(run(tmp_path / "b", text, workers=2))
+    assert with_workers == alone
 
 
 def test_repeated_values_are_masked_consistently(tmp_path: Path) -> None:

@@ -98,6 +98,35 @@ def test_a_duplicate_arriving_while_the_first_is_processed_is_not_a_failure(worl
     assert [e["detail-type"] for e in world.events()] == ["DatasetCurated"]  # ...nor process
 
 
+def _metrics(stdout: str) -> dict[str, float]:
+    """The metric values of the Embedded Metric Format records Powertools printed."""
+    values: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            record = json.loads(line)
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = record[metric["Name"]]
+                    values[metric["Name"]] = sum(value) if isinstance(value, list) else value
+    return values
+
+
+def test_rows_files_and_seconds_are_published_as_metrics(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = good_rows(30)
+    bad = [{**good[0], "tenure_months": "300"}]  # 1 in 31: under the spec's 5% limit
+    v1 = world.upload("churn/m.csv", csv_text(good + bad))
+    handler(sqs_event(("churn/m.csv", v1)), Context(), app=world.app)
+    curated = _metrics(capsys.readouterr().out)
+    assert (curated["RowsIn"], curated["RowsCurated"], curated["RowsQuarantined"]) == (31, 30, 1)
+    assert curated["ProcessingSeconds"] > 0
+    v2 = world.upload("churn/empty.csv", "")
+    handler(sqs_event(("churn/empty.csv", v2)), Context(), app=world.app)
+    rejected = _metrics(capsys.readouterr().out)
+    assert rejected["FilesRejected"] == 1 and "RowsIn" not in rejected
+
+
 def test_poison_message_is_reported_as_a_batch_item_failure(world: World) -> None:
     version = world.upload("churn/ok.csv", csv_text(good_rows(3)))
     event = sqs_event(("churn/ok.csv", version))
