@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from typing import Any
 
 import pytest
 
 from lambdas.preprocess.handler import BadMessage, handler
+from lambdas.shared.observability import logger
 from tests.unit.preprocess.fakes import SECRET, Context, World, sqs_event
 from tests.unit.preprocess.helpers import csv_text, good_rows
 
@@ -125,6 +128,31 @@ def test_rows_files_and_seconds_are_published_as_metrics(
     handler(sqs_event(("churn/empty.csv", v2)), Context(), app=world.app)
     rejected = _metrics(capsys.readouterr().out)
     assert rejected["FilesRejected"] == 1 and "RowsIn" not in rejected
+
+
+def test_logs_are_json_keyed_by_the_object_and_never_hold_the_key_or_raw_pii(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the Logger writes to the stream it was created with: read its records through a
+    # second handler with the very same JSON formatter
+    stream = io.StringIO()
+    capture = logging.StreamHandler(stream)
+    capture.setFormatter(logger.registered_formatter)
+    logger.addHandler(capture)
+    try:
+        rows = good_rows(4)
+        version = world.upload("churn/logged.csv", csv_text(rows))
+        handler(sqs_event(("churn/logged.csv", version)), Context(), app=world.app)
+    finally:
+        logger.removeHandler(capture)
+    logs = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (processed,) = [entry for entry in logs if entry["message"] == "object processed"]
+    assert processed["correlation_id"] == "churn/logged.csv"
+    assert processed["summary"]["status"] == "curated"
+    out = capsys.readouterr()
+    for text in (stream.getvalue(), out.out, out.err):
+        assert SECRET not in text
+        assert not any(r["email"] in text or r["phone"] in text for r in rows)
 
 
 def test_poison_message_is_reported_as_a_batch_item_failure(world: World) -> None:
