@@ -65,7 +65,9 @@ destroy: ## destroy a stage's stacks (prod buckets and key are retained)
 	$(CDK) destroy --all -c stage=$(STAGE)
 
 # ---------------------------------------------------------------- local cloud
-LOCAL_ENDPOINT := http://127.0.0.1:4566
+SLUICE_LOCAL_PORT ?= 4566
+export SLUICE_LOCAL_PORT
+LOCAL_ENDPOINT := http://127.0.0.1:$(SLUICE_LOCAL_PORT)
 LOCAL_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
 # dummy credentials for the local endpoint only; cdklocal sends everything to LOCAL_ENDPOINT
 CDKLOCAL := AWS_ENDPOINT_URL=$(LOCAL_ENDPOINT) AWS_ENDPOINT_URL_S3=$(LOCAL_ENDPOINT) \
@@ -77,7 +79,7 @@ local-install: ## install the local cloud into .venv-local (LocalStack host mode
 	local/install.sh
 
 .PHONY: local-up
-local-up: ## start the local cloud on 127.0.0.1:4566 (no Docker) and wait until healthy
+local-up: ## start the local cloud on 127.0.0.1:4566 (SLUICE_LOCAL_PORT) (no Docker) and wait until healthy
 	local/start.sh
 
 .PHONY: local-down

@@ -25,12 +25,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from datasets import names
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import LargeObjectProcessing
 from infra.nag import acknowledge_findings
-from lambdas.preprocess.service import MAX_JOB_ATTEMPTS, job_name_prefix
 
 FUNCTION_TIMEOUT = Duration.minutes(15)
 #: 2 vCPUs from 1,769 MB up; 3,008 MB gives the hashing worker a core of its own
@@ -206,7 +206,7 @@ class Ingestion(Construct):
                 detail={
                     "ProcessingJobStatus": ["Failed", "Stopped"],
                     "ProcessingJobName": events.Match.prefix(
-                        job_name_prefix(self.large_objects.job_prefix)
+                        names.ingest_job_prefix(self.large_objects.job_prefix)
                     ),
                 },
             ),
@@ -218,8 +218,9 @@ class Ingestion(Construct):
                     message=events.RuleTargetInput.from_text(
                         f"Sluice {config.stage}: the ingestion job {job} for a large upload "
                         f"ended {status}: {reason}. Its log is in /aws/sagemaker/ProcessingJobs. "
-                        f"A backfill over the upload's prefix reruns it ({MAX_JOB_ATTEMPTS} runs "
-                        "in all); the upload itself is untouched in the raw bucket."
+                        "A backfill over the upload's prefix reruns it "
+                        f"({names.MAX_INGEST_JOB_ATTEMPTS} runs in all); the upload itself is "
+                        "untouched in the raw bucket."
                     ),
                 )
             ],

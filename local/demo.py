@@ -12,6 +12,7 @@ Needs ``make local-up`` and ``make local-deploy`` first. Dummy credentials, loca
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from datasets.generate import write_csv  # noqa: E402
 from training import local as training_local  # noqa: E402
 
-ENDPOINT = "http://127.0.0.1:4566"
+ENDPOINT = f"http://127.0.0.1:{os.environ.get('SLUICE_LOCAL_PORT') or 4566}"
 LOCAL = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
 SPEC = ROOT / "datasets" / "churn.yaml"
 

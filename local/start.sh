@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the embedded local cloud: LocalStack in host mode (no Docker) with Sluice's extension,
-# on 127.0.0.1:4566 only, state under .local/. Waits for /_localstack/health. Idempotent.
+# on 127.0.0.1:${SLUICE_LOCAL_PORT:-4566} only, state under .local/. Waits for /_localstack/health. Idempotent.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -8,7 +8,8 @@ venv="${SLUICE_LOCAL_VENV:-$root/.venv-local}"
 state="${SLUICE_STATE_DIR:-$root/.local}"
 pidfile="$state/localstack.pid"
 logfile="$state/localstack.log"
-url="http://127.0.0.1:4566/_localstack/health"
+port="${SLUICE_LOCAL_PORT:-4566}"
+url="http://127.0.0.1:$port/_localstack/health"
 timeout="${SLUICE_LOCAL_START_TIMEOUT:-90}"
 
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -21,13 +22,13 @@ if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   exit 0
 fi
 if curl -s -o /dev/null "$url"; then
-  echo "port 4566 is taken by a process this checkout did not start" >&2
+  echo "port $port is taken by a process this checkout did not start" >&2
   exit 1
 fi
 
 export SLUICE_ROOT="$root" SLUICE_STATE_DIR="$state"
 export SLUICE_SAGEMAKER_PYTHON="${SLUICE_SAGEMAKER_PYTHON:-$root/.venv/bin/python}"
-export GATEWAY_LISTEN=127.0.0.1:4566 GATEWAY_SERVER=hypercorn DNS_ADDRESS=0
+export GATEWAY_LISTEN="127.0.0.1:$port" SLUICE_GATEWAY_URL="http://127.0.0.1:$port" GATEWAY_SERVER=hypercorn DNS_ADDRESS=0
 export DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 LOCALSTACK_VOLUME_DIR="$state/volume"
 export LAMBDA_RUNTIME_EXECUTOR=subprocess PROVIDER_OVERRIDE_DYNAMODB=moto
 export LAMBDA_KEEPALIVE_MS="${LAMBDA_KEEPALIVE_MS:-60000}"
@@ -48,7 +49,7 @@ for ((i = 0; i < timeout * 4; i++)); do
     exit 1
   fi
   if curl -s -o /dev/null -w '%{http_code}' "$url" | grep -q 200; then
-    echo "local cloud up on http://127.0.0.1:4566 (pid $pid, log $logfile)"
+    echo "local cloud up on http://127.0.0.1:$port (pid $pid, log $logfile)"
     exit 0
   fi
   sleep 0.25

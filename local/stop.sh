@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Stops the local cloud started by start.sh (by its PID and process group) and checks that no
-# process and no listener on 127.0.0.1:4566 is left. `--wipe` also deletes its state.
+# process and no listener on 127.0.0.1:${SLUICE_LOCAL_PORT:-4566} is left. `--wipe` also deletes its state.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 state="${SLUICE_STATE_DIR:-$root/.local}"
 pidfile="$state/localstack.pid"
 
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/4566) 2>/dev/null; }
+port="${SLUICE_LOCAL_PORT:-4566}"
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; }
 
 if [[ -f "$pidfile" ]]; then
   pid="$(cat "$pidfile")"
@@ -27,7 +28,7 @@ if [[ -f "$pidfile" ]]; then
   rm -f "$pidfile"
 fi
 if port_open; then
-  echo "something still listens on 127.0.0.1:4566 (not started from this checkout?)" >&2
+  echo "something still listens on 127.0.0.1:$port (not started from this checkout?)" >&2
   exit 1
 fi
 if [[ "${1:-}" == "--wipe" ]]; then

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from datasets import names
 from datasets.spec import SPECS_DIR, load_spec, spec_path
 from lambdas.preprocess.settings import ProcessingSettings, Settings
 
-DETAIL_CURATED = "DatasetCurated"
-DETAIL_REJECTED = "FileRejected"
+DETAIL_CURATED = names.DATASET_CURATED
+DETAIL_REJECTED = names.FILE_REJECTED
 #: the job's paths inside the container (SageMaker Processing's conventions)
 JOB_CODE_DIR = "/opt/ml/processing/input/code"
 JOB_WORK_DIR = "/opt/ml/processing/work"
@@ -186,14 +187,9 @@ class Ingestion:
 
 # -------------------------------------------------------------------------- large objects
 #: runs of one object version's job: the first, then reruns after a failure, on redelivery
-MAX_JOB_ATTEMPTS = 3
+MAX_JOB_ATTEMPTS = names.MAX_INGEST_JOB_ATTEMPTS
 #: a job that ended like this is started again (under the next attempt's name) on redelivery
 RETRIED_STATUSES = ("Failed", "Stopped")
-
-
-def job_name_prefix(prefix: str) -> str:
-    """What every ingestion job name of a stage starts with (the failure rule matches it)."""
-    return f"{prefix}-ingest-"
 
 
 def job_name(prefix: str, ref: ObjectRef, attempt: int = 1) -> str:
@@ -203,7 +199,7 @@ def job_name(prefix: str, ref: ObjectRef, attempt: int = 1) -> str:
     SageMaker names allow 63 characters of ``[a-zA-Z0-9-]``; the hash fills what the prefix and
     an attempt suffix leave.
     """
-    head = job_name_prefix(prefix)
+    head = names.ingest_job_prefix(prefix)
     digest = hashlib.sha256(f"{ref.bucket}\n{ref.key}\n{ref.version}".encode()).hexdigest()
     base = head + digest[: max(8, min(40, 63 - len(head) - 3))]
     return base if attempt == 1 else f"{base}-r{attempt}"

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from datasets import names
+
 
 class SettingsError(ValueError):
     """A required environment variable is missing or malformed."""
@@ -45,7 +47,7 @@ class Settings:
     pii_secret_arn: str
     idempotency_table: str = ""
     event_bus: str = "default"
-    event_source: str = "sluice.ingestion"
+    event_source: str = names.INGESTION_EVENT_SOURCE
     #: where the S3 object is downloaded to (Lambda's ephemeral storage)
     work_dir: str = "/tmp"  # noqa: S108 - Lambda's only writable path
     #: hashing worker processes; None = one per spare core

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         else:
             env["NODE_PATH"] = os.pathsep.join([*layers, str(settings.node_runtime_path())])
+            env["EDGE_PORT"] = str(urllib.parse.urlsplit(settings.gateway_url()).port or 4566)
         self._env = env
 
     def stop(self) -> None:

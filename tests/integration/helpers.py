@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from collections.abc import Callable
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 
-ENDPOINT = "http://127.0.0.1:4566"
+#: the local cloud's port (``SLUICE_LOCAL_PORT``, as ``make local-up`` reads it)
+PORT = int(os.environ.get("SLUICE_LOCAL_PORT") or 4566)
+ENDPOINT = f"http://127.0.0.1:{PORT}"
 REGION = "us-east-1"
 #: fake credentials for the local endpoint only (never exported to this process's environment)
 LOCAL_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}

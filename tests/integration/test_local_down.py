@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import healthy
+from tests.integration.helpers import PORT, healthy
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def _processes_of_this_cloud() -> list[str]:
 def _port_open() -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", 4566)) == 0
+        return sock.connect_ex(("127.0.0.1", PORT)) == 0
 
 
 def test_local_down_leaves_nothing_behind(local_cloud):

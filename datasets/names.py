@@ -1,0 +1,40 @@
+"""Names and event shapes that the infrastructure and the runtime code must agree on.
+
+``infra/`` declares resources (rules that match events, alarms on an endpoint, policies on a
+job-name prefix) and ``lambdas/`` and ``training/`` create or emit them at run time. Neither may
+import the other (DESIGN.md), so what both need lives here: plain functions of the stage prefix
+(``sluice-<stage>``) and the dataset name, no dependencies.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: EventBridge ``source`` of ingestion's events, and their detail types
+INGESTION_EVENT_SOURCE = "sluice.ingestion"
+DATASET_CURATED = "DatasetCurated"
+FILE_REJECTED = "FileRejected"
+
+#: the one production variant of every dataset endpoint (kept across updates)
+VARIANT_NAME = "AllTraffic"
+
+#: what a dataset may be called: it becomes part of S3 prefixes and SageMaker resource names
+DATASET_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+#: ingestion's large-object processing jobs: a redelivery reruns a failed one this often in all
+MAX_INGEST_JOB_ATTEMPTS = 3
+
+
+def ingest_job_prefix(prefix: str) -> str:
+    """What every ingestion job name of a stage starts with (the failure rule matches it)."""
+    return f"{prefix}-ingest-"
+
+
+def endpoint_name(prefix: str, dataset: str) -> str:
+    """The SageMaker endpoint serving ``dataset`` in a stage (``sluice-dev-churn``)."""
+    return f"{prefix}-{dataset}"
+
+
+def model_package_group_name(prefix: str, dataset: str) -> str:
+    """The model registry group of ``dataset`` in a stage."""
+    return f"{prefix}-{dataset}"
