@@ -8,6 +8,7 @@ import the other (DESIGN.md), so what both need lives here: plain functions of t
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 #: EventBridge ``source`` of ingestion's events, and their detail types
@@ -38,3 +39,52 @@ def endpoint_name(prefix: str, dataset: str) -> str:
 def model_package_group_name(prefix: str, dataset: str) -> str:
     """The model registry group of ``dataset`` in a stage."""
     return f"{prefix}-{dataset}"
+
+
+# ---------------------------------------------------------------- training pipeline
+#: SageMaker names: at most 63 characters of [a-zA-Z0-9-]
+SAGEMAKER_NAME_LIMIT = 63
+#: EventBridge ``source``/detail type of the pipeline's own events (none yet; reserved)
+PIPELINE_EVENT_SOURCE = "sluice.pipeline"
+#: tags on everything a run creates outside CloudFormation (teardown finds them by these)
+TAG_STAGE = "sluice:stage"
+TAG_DATASET = "sluice:dataset"
+TAG_RUN = "sluice:run"
+TAG_MANAGED_BY = "sluice:managed-by"
+MANAGED_BY_PIPELINE = "training-pipeline"
+
+
+def training_state_machine_name(prefix: str) -> str:
+    """The training pipeline's state machine (users start it by hand: ``make train``)."""
+    return f"{prefix}-training"
+
+
+def deploy_state_machine_name(prefix: str) -> str:
+    """The deploy steps, run by the pipeline and by an approval in the model registry."""
+    return f"{prefix}-deploy"
+
+
+def run_id(started_at: str, execution_name: str) -> str:
+    """A run's id from its execution's start time (ISO-8601) and name, sortable by time:
+    ``20261127T180102-a1b2c3`` (the hash keeps two runs started in one second apart)."""
+    digits = "".join(ch for ch in started_at[:19] if ch.isdigit())
+    stamp = f"{digits[:8]}T{digits[8:14]}"
+    return f"{stamp}-{hashlib.sha256(execution_name.encode()).hexdigest()[:6]}"
+
+
+def run_resource_name(prefix: str, dataset: str, run: str, kind: str) -> str:
+    """The name of a job, model or endpoint config of one run: ``sluice-dev-churn-<run>-train``.
+
+    The dataset part is shortened (never the run id or the kind) to fit SageMaker's limit.
+    """
+    room = SAGEMAKER_NAME_LIMIT - len(prefix) - len(run) - len(kind) - 3
+    return f"{prefix}-{dataset[: max(room, 1)]}-{run}-{kind}"
+
+
+def run_artifacts_prefix(dataset: str, run: str) -> str:
+    """Key prefix of everything a run writes in the artifacts bucket."""
+    return f"{RUNS_PREFIX}/{dataset}/{run}/"
+
+
+#: top-level prefix of the artifacts bucket under which runs write (the job role's only write)
+RUNS_PREFIX = "runs"

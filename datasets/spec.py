@@ -71,6 +71,9 @@ class Metric:
     name: str
     threshold: float
     margin: float = 0.0
+    #: binary problems: the largest gap across segments of positive-prediction rate or
+    #: true-positive rate that the gate accepts (None = not checked)
+    max_segment_gap: float | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -84,6 +87,16 @@ class Metric:
 class Split:
     validation: float = 0.15
     test: float = 0.15
+
+
+@dataclass(frozen=True)
+class Training:
+    """What the training pipeline trains on, and with which defaults."""
+
+    #: train on uploads curated in the last N days only (None = every upload so far)
+    window_days: int | None = None
+    #: hyperparameter defaults of this dataset (a run's input may override them)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,7 @@ class DatasetSpec:
     split: Split = field(default_factory=Split)
     segments: tuple[str, ...] = ()
     positive_class: Any = None
+    training: Training = field(default_factory=Training)
 
     # ------------------------------------------------------------------ lookups
     def column(self, name: str) -> Column:
@@ -318,7 +332,12 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
         name=metric_name,
         threshold=cast(float, _number(_require(raw_metric, "threshold", source), "threshold")),
         margin=cast(float, _number(raw_metric.get("margin", 0.0), f"{source}.metric.margin")),
+        max_segment_gap=_number(
+            raw_metric.get("max_segment_gap"), f"{source}.metric.max_segment_gap"
+        ),
     )
+    if metric.max_segment_gap is not None and not 0 <= metric.max_segment_gap <= 1:
+        raise SpecError(f"{source}.metric.max_segment_gap: must be between 0 and 1")
 
     raw_split = doc.get("split") or {}
     split = Split(
@@ -342,6 +361,7 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
         if seg not in by_name:
             raise SpecError(f"{source}.segments: {seg!r} is not a declared column")
 
+    training = _parse_training(doc.get("training"), f"{source}.training")
     return DatasetSpec(
         name=name,
         version=int(doc.get("version", 1)),
@@ -361,7 +381,26 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
         split=split,
         metric=metric,
         segments=segments,
+        training=training,
     )
+
+
+def _parse_training(raw: Any, where: str) -> Training:
+    """``training: {window_days: N, hyperparameters: {name: value}}`` (both optional)."""
+    if raw is None:
+        return Training()
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping")
+    extra = sorted(set(raw) - {"window_days", "hyperparameters"})
+    if extra:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(extra)}")
+    days = raw.get("window_days")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+        raise SpecError(f"{where}.window_days: expected a whole number of days >= 1")
+    hps = raw.get("hyperparameters") or {}
+    if not isinstance(hps, dict):
+        raise SpecError(f"{where}.hyperparameters: expected a mapping of name: value")
+    return Training(window_days=days, hyperparameters=dict(hps))
 
 
 def load_spec(path: str | Path) -> DatasetSpec:

@@ -8,8 +8,7 @@ job; this construct provides what the job needs:
   has pyarrow, numpy and boto3 but no guaranteed spec parser. It reaches the job as a
   ProcessingInput (the zip itself; ``job.py`` unpacks it).
 - the image: SageMaker's prebuilt XGBoost 3.0-5 framework image, whose ECR registry account
-  differs per region. A ``CfnMapping`` holds the regions whose registry is known; a deploy to any
-  other region fails at ``Fn::FindInMap`` (a synth pinned to such a region fails at synth).
+  differs per region: ``infra/sagemaker_images.py`` maps every region the SageMaker SDK knows.
 - a dedicated execution role: read raw objects, put curated/quarantine objects and the job's
   summary, read the code asset and the PII secret, the lake key only through S3 and Secrets
   Manager (and grants for the encrypted volume), PutEvents on the default bus, its own logs.
@@ -29,34 +28,10 @@ from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import REPO_ROOT, PipLocalBundling
 from infra.nag import acknowledge_findings
+from infra import sagemaker_images
 
-IMAGE_REPOSITORY = "sagemaker-xgboost"
-IMAGE_TAG = "3.0-5"
 #: the image's interpreter (the job's PyYAML is bundled for it)
-IMAGE_PYTHON = "3.10"
-#: region -> ECR registry account of SageMaker's XGBoost framework images (SageMaker's "Docker
-#: registry paths" table, also in the SageMaker Python SDK's image_uri_config/xgboost.json)
-XGBOOST_REGISTRIES: dict[str, str] = {
-    "us-east-1": "683313688378",
-    "us-east-2": "257758044811",
-    "us-west-1": "746614075791",
-    "us-west-2": "246618743249",
-    "ca-central-1": "341280168497",
-    "sa-east-1": "737474898029",
-    "eu-central-1": "492215442770",
-    "eu-north-1": "662702820516",
-    "eu-south-1": "978288397137",
-    "eu-west-1": "141502667606",
-    "eu-west-2": "764974769150",
-    "eu-west-3": "659782779980",
-    "ap-east-1": "651117190479",
-    "ap-northeast-1": "354813040037",
-    "ap-northeast-2": "366743142698",
-    "ap-northeast-3": "867004704886",
-    "ap-south-1": "720646828776",
-    "ap-southeast-1": "121021644041",
-    "ap-southeast-2": "783357654285",
-}
+IMAGE_PYTHON = sagemaker_images.PYTHON
 JOB_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 SUMMARY_PREFIX = "ingestion-jobs"
 
@@ -93,19 +68,9 @@ class LargeObjectProcessing(Construct):
                 local=bundling,
             ),
         )
-        registries = cdk.CfnMapping(
-            self,
-            "XgboostRegistry",
-            mapping={
-                region: {"account": account} for region, account in XGBOOST_REGISTRIES.items()
-            },
-        )
-        # a region known at synth is looked up at synth (and an unmapped one fails there)
-        self.image_account = registries.find_in_map(stack.region, "account")
-        self.image_uri = (
-            f"{self.image_account}.dkr.ecr.{stack.region}."
-            f"{stack.url_suffix}/{IMAGE_REPOSITORY}:{IMAGE_TAG}"
-        )
+        # SageMaker's XGBoost image: region -> URI from the SageMaker SDK (sagemaker_images)
+        self.image = sagemaker_images.XgboostImage.of(self)
+        self.image_uri = self.image.uri
         self.role = iam.Role(
             self,
             "JobRole",
@@ -232,10 +197,7 @@ class LargeObjectProcessing(Construct):
                 ),
                 iam.PolicyStatement(
                     actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                    resources=[
-                        f"arn:{stack.partition}:ecr:{stack.region}:"
-                        f"{self.image_account}:repository/{IMAGE_REPOSITORY}"
-                    ],
+                    resources=[self.image.repository_arn],
                 ),
             ],
         )

@@ -10,7 +10,8 @@ from aws_cdk.assertions import Template
 from infra.config import STAGES
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
-from infra.large_objects import IMAGE_TAG, XGBOOST_REGISTRIES
+from infra.sagemaker_images import VERSION as IMAGE_TAG
+from infra.sagemaker_images import xgboost_image_uris
 from tests.infra.conftest import CDK_CONTEXT
 
 
@@ -141,9 +142,14 @@ def test_function_knows_threshold_image_code_role_and_key(
 
 
 def test_image_registry_is_mapped_per_region(template: Template) -> None:
+    # Given the SageMaker SDK's registry table, Then every region it knows is mapped, from it
     [mapping] = template.find_mappings("*").values()
-    assert mapping["us-east-1"] == {"account": XGBOOST_REGISTRIES["us-east-1"]}
-    assert "ap-south-2" not in mapping  # unknown regions fail at Fn::FindInMap, not silently
+    assert set(mapping) == set(xgboost_image_uris())
+    assert mapping["us-east-1"] == {
+        "uri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+        "account": "683313688378",
+    }
+    assert mapping["cn-north-1"]["uri"].endswith(".amazonaws.com.cn/sagemaker-xgboost:3.0-5")
 
 
 def test_a_synth_pinned_to_an_unmapped_region_fails_clearly() -> None:
