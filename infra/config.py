@@ -48,6 +48,26 @@ class StageConfig:
     noncurrent_versions_expire_after_days: int = 30
     access_logs_expire_after_days: int = 365
     abort_multipart_after_days: int = 7
+    # training pipeline (infra/training_pipeline.py)
+    #: a GPU type (ml.g5.*, ml.p3.*) makes train.py train on the GPU (SM_NUM_GPUS > 0)
+    training_instance_type: str = "ml.m5.xlarge"
+    #: one instance until distributed training lands; synth rejects more
+    training_instance_count: int = 1
+    training_volume_gb: int = 30
+    training_max_runtime_seconds: int = 6 * 3600
+    #: managed spot training (up to ~70% cheaper; checkpoints make interruptions resumable)
+    training_spot: bool = True
+    training_max_wait_seconds: int = 12 * 3600
+    evaluation_instance_type: str = "ml.m5.large"
+    evaluation_max_runtime_seconds: int = 3600
+    endpoint_instance_type: str = "ml.m5.large"
+    endpoint_instance_count: int = 1
+    #: "auto": a model that passes the gate is Approved and deployed; "manual": registered
+    #: PendingManualApproval, deployed when someone approves it
+    model_approval: Literal["auto", "manual"] = "auto"
+    #: seconds between endpoint status polls, and the throttling back-off steps (seconds)
+    pipeline_poll_seconds: int = 30
+    pipeline_backoff_seconds: tuple[int, ...] = (2, 4, 8, 16, 32)
     #: subscribed to the notifications topic when set
     notification_email: str | None = None
     #: optional fixed account/region; None keeps templates environment-agnostic
@@ -96,6 +116,7 @@ STAGES: dict[str, StageConfig] = {
         preprocess_reserved_concurrency=10,
         backfill_max_concurrency=5,
         noncurrent_versions_expire_after_days=90,
+        model_approval="manual",
     ),
 }
 
@@ -124,6 +145,9 @@ _OVERRIDES: dict[str, type] = {
     "region": str,
     "preprocess_reserved_concurrency": int,
     "log_retention_days": int,
+    "pipeline_poll_seconds": int,
+    "training_instance_type": str,
+    "training_instance_count": int,
 }
 
 
@@ -153,4 +177,11 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
         raise ConfigError(
             f"-c log_retention_days must be one of {', '.join(map(str, LOG_RETENTION))}"
         )
+    if changes.get("training_instance_count", 1) != 1:
+        raise ConfigError(
+            "-c training_instance_count: one training instance only (distributed training is "
+            "not supported yet); use a larger instance type (or a GPU type) instead"
+        )
+    if changes.get("pipeline_poll_seconds", 30) < 1:
+        raise ConfigError("-c pipeline_poll_seconds must be at least 1")
     return dataclasses.replace(STAGES[stage], **changes)

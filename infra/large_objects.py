@@ -24,11 +24,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from infra import sagemaker_images
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import REPO_ROOT, PipLocalBundling
 from infra.nag import acknowledge_findings
-from infra import sagemaker_images
 
 #: the image's interpreter (the job's PyYAML is bundled for it)
 IMAGE_PYTHON = sagemaker_images.PYTHON

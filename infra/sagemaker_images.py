@@ -5,9 +5,9 @@ hand goes stale (and was wrong before); the SageMaker Python SDK ships it and re
 URIs offline (``sagemaker.core.image_uris``), so the table is generated from it at synth:
 every region the SDK knows, with the right domain suffix (``amazonaws.com.cn`` in China).
 
-A template stays region-agnostic: ``XgboostImage.of(scope)`` (one per stack) holds a ``CfnMapping`` region ->
-{uri, account}; a deploy to a region the SDK does not list fails at ``Fn::FindInMap`` (a synth
-pinned to such a region fails at synth).
+A template stays region-agnostic: ``XgboostImage.of(scope)`` (one per stack) holds a
+``CfnMapping`` region -> {uri, account}; a deploy to a region the SDK does not list fails at
+``Fn::FindInMap`` (a synth pinned to such a region fails at synth).
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ from infra.backfill import Backfill
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
+from infra.model_registry import ModelRegistry
 from infra.nag import acknowledge_framework_singletons
 from infra.notifications import Notifications
+from infra.training_pipeline import TrainingPipeline
 
 
 class StatefulStack(cdk.Stack):
@@ -40,6 +42,8 @@ class StatefulStack(cdk.Stack):
         }.items():
             cdk.CfnOutput(self, name, value=bucket.bucket_name)
         cdk.CfnOutput(self, "DataKeyArn", value=lake.key.key_arn)
+        self.model_registry = ModelRegistry(self, "ModelRegistry", config=config, key=lake.key)
+        cdk.CfnOutput(self, "RunLedgerTableName", value=self.model_registry.ledger.table_name)
 
 
 class StatelessStack(cdk.Stack):
@@ -50,6 +54,7 @@ class StatelessStack(cdk.Stack):
         *,
         config: StageConfig,
         data_lake: DataLake,
+        model_registry: ModelRegistry,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -68,6 +73,14 @@ class StatelessStack(cdk.Stack):
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )
+        self.training = TrainingPipeline(
+            self,
+            "TrainingPipeline",
+            config=config,
+            lake=lake,
+            registry=model_registry,
+            topic=self.notifications.topic,
+        )
         ingestion = self.ingestion
         for name, value in {
             "NotificationsTopicArn": self.notifications.topic.topic_arn,
@@ -76,6 +89,9 @@ class StatelessStack(cdk.Stack):
             "IngestionDeadLetterQueueUrl": ingestion.dead_letters.queue_url,
             "IdempotencyTableName": ingestion.idempotency_table.table_name,
             "BackfillStateMachineArn": self.backfill.state_machine.state_machine_arn,
+            "TrainingStateMachineArn": self.training.state_machine.state_machine_arn,
+            "DeployStateMachineArn": self.training.deploy_machine.state_machine_arn,
+            "RunLockTableName": self.training.locks.table_name,
         }.items():
             cdk.CfnOutput(self, name, value=value)
         # Further components are composed here as they land (see DESIGN.md).
@@ -85,7 +101,11 @@ def build_stage(app: cdk.App, config: StageConfig) -> tuple[StatefulStack, State
     """Both stacks of a stage, tagged."""
     stateful = StatefulStack(app, f"{config.prefix}-data", config=config)
     stateless = StatelessStack(
-        app, f"{config.prefix}-app", config=config, data_lake=stateful.data_lake
+        app,
+        f"{config.prefix}-app",
+        config=config,
+        data_lake=stateful.data_lake,
+        model_registry=stateful.model_registry,
     )
     for stack in (stateful, stateless):
         acknowledge_framework_singletons(stack)
