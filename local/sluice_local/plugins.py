@@ -41,6 +41,20 @@ class CustomResourceProviderPlugin(CloudFormationResourceProviderPlugin):
         self.factory = CustomResourceProvider
 
 
+class ModelPackageGroupProviderPlugin(CloudFormationResourceProviderPlugin):
+    """``AWS::SageMaker::ModelPackageGroup``."""
+
+    name = "AWS::SageMaker::ModelPackageGroup"
+
+    def __init__(self) -> None:
+        self.factory: type[ResourceProvider] | None = None
+
+    def load(self) -> None:
+        from sluice_local.sagemaker.registry import ModelPackageGroupProvider
+
+        self.factory = ModelPackageGroupProvider
+
+
 @aws_provider(api="sagemaker")
 def sagemaker() -> Service:
     from sluice_local.sagemaker.provider import create_sagemaker_service
@@ -79,5 +93,12 @@ def install_cfn_response_route() -> None:
 @hooks.on_infra_start()
 def install_s3_bucket_properties() -> None:
     from sluice_local.s3_bucket import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_fault_route() -> None:
+    from sluice_local.faults import install
 
     install()

@@ -10,7 +10,6 @@ from aws_cdk.assertions import Template
 from infra.config import STAGES
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
-from infra.sagemaker_images import VERSION as IMAGE_TAG
 from infra.sagemaker_images import xgboost_image_uris
 from tests.infra.conftest import CDK_CONTEXT
 
@@ -134,8 +133,7 @@ def test_function_knows_threshold_image_code_role_and_key(
     env = function["Properties"]["Environment"]["Variables"]
     assert env["LARGE_OBJECT_BYTES"] == str(STAGES["dev"].large_object_threshold_bytes)
     assert env["PROCESSING_ROLE_ARN"] == {"Fn::GetAtt": [job_role, "Arn"]}
-    assert f"/sagemaker-xgboost:{IMAGE_TAG}" in str(env["PROCESSING_IMAGE_URI"])
-    assert "Fn::FindInMap" in str(env["PROCESSING_IMAGE_URI"])
+    assert env["PROCESSING_IMAGE_URI"]["Fn::FindInMap"][1:] == [{"Ref": "AWS::Region"}, "uri"]
     assert ".zip" in str(env["PROCESSING_CODE_URI"])
     assert "LakeKey" in str(env["PROCESSING_KMS_KEY_ARN"])
     assert env["PROCESSING_JOB_PREFIX"] == "sluice-dev"

@@ -26,7 +26,7 @@ from typing import Any
 
 from localstack.aws.connect import connect_to
 
-from sluice_local import settings
+from sluice_local import faults, settings
 from sluice_local.sagemaker import s3io
 from sluice_local.sagemaker.jobs import now
 
@@ -97,6 +97,12 @@ def _clients(account: str, region: str) -> Any:
 def _start_variant(
     account: str, region: str, endpoint: str, variant: dict[str, Any], workdir: Path
 ) -> Variant:
+    fault = faults.take("sagemaker", "EndpointStart")
+    if fault is not None:
+        raise DeployFailed(
+            f"The primary container for production variant {variant['VariantName']} did not "
+            f"pass the ping health check. {fault.message}"
+        )
     clients = _clients(account, region)
     model = clients.sagemaker.describe_model(ModelName=variant["ModelName"])
     container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]

@@ -246,9 +246,12 @@ def _train(job: RunningJob, record: Any, request: dict[str, Any], account: str, 
             raise JobFailed(
                 f"ClientError: channel {channel_name}: only S3 data sources run locally"
             )
-        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-            raise JobFailed(f"ClientError: channel {channel_name}: only S3Prefix runs locally")
-        if s3io.download_prefix(s3, source["S3Uri"], layout.channel(channel_name)) == 0:
+        data_type = source.get("S3DataType", "S3Prefix")
+        if data_type not in ("S3Prefix", "ManifestFile"):
+            raise JobFailed(
+                f"ClientError: channel {channel_name}: only S3Prefix and ManifestFile run locally"
+            )
+        if s3io.download(s3, source["S3Uri"], layout.channel(channel_name), data_type) == 0:
             raise JobFailed(
                 f'ClientError: No S3 objects found under S3 URL "{source["S3Uri"]}" given in '
                 f"input data source. Please ensure that the bucket exists in the selected region "
@@ -399,11 +402,13 @@ def _process(job: RunningJob, request: dict[str, Any], account: str, region: str
                 f"ClientError: input {item.get('InputName')}: only S3Input runs locally"
             )
         target = Path(rewrite_opt_ml(source["LocalPath"], root))
-        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+        data_type = source.get("S3DataType", "S3Prefix")
+        if data_type not in ("S3Prefix", "ManifestFile"):
             raise JobFailed(
-                f"ClientError: input {item.get('InputName')}: only S3Prefix runs locally"
+                f"ClientError: input {item.get('InputName')}: only S3Prefix and ManifestFile "
+                "run locally"
             )
-        s3io.download_prefix(s3, source["S3Uri"], target)
+        s3io.download(s3, source["S3Uri"], target, data_type)
     outputs = (request.get("ProcessingOutputConfig") or {}).get("Outputs") or []
     for item in outputs:
         Path(rewrite_opt_ml(item["S3Output"]["LocalPath"], root)).mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,8 @@ from localstack.services.moto import call_moto
 from localstack.services.plugins import Service, ServiceLifecycleHook
 from moto.sagemaker.models import sagemaker_backends
 
-from sluice_local.sagemaker import endpoints, jobs
+from sluice_local import faults
+from sluice_local.sagemaker import endpoints, jobs, registry
 
 Handler = Callable[[RequestContext, ServiceRequest], Any]
 
@@ -168,31 +169,6 @@ def delete_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
     return response
 
 
-# ---------------------------------------------------------------- model registry
-
-
-def update_model_package(context: RequestContext, request: ServiceRequest) -> Any:
-    """AWS merges ``CustomerMetadataProperties`` into the package's; moto replaces them (and
-    drops them when the request has none, e.g. a plain approval): keep AWS's behaviour."""
-    wanted = request["ModelPackageArn"]
-    package = next(
-        (
-            p
-            for p in _backend(context).model_packages.values()
-            if wanted in (p.arn, p.model_package_name)
-        ),
-        None,
-    )
-    before = dict(getattr(package, "customer_metadata_properties", None) or {})
-    response = call_moto(context)
-    if package is not None:
-        merged = {**before, **(request.get("CustomerMetadataProperties") or {})}
-        for key in request.get("CustomerMetadataPropertiesToRemove") or []:
-            merged.pop(key, None)
-        package.customer_metadata_properties = merged or None
-    return response
-
-
 SAGEMAKER_OVERRIDES: dict[str, Handler] = {
     "CreateTrainingJob": create_training_job,
     "StopTrainingJob": stop_training_job,
@@ -201,7 +177,8 @@ SAGEMAKER_OVERRIDES: dict[str, Handler] = {
     "CreateEndpoint": create_endpoint,
     "UpdateEndpoint": update_endpoint,
     "DeleteEndpoint": delete_endpoint,
-    "UpdateModelPackage": update_model_package,
+    "CreateModelPackage": registry.create_model_package,
+    "UpdateModelPackage": registry.update_model_package,
 }
 
 
@@ -247,11 +224,28 @@ class _Lifecycle(ServiceLifecycleHook):
             running.stop()
 
 
+class Throttled(CommonServiceException):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message, status_code=400, sender_fault=True)
+
+
+def _with_faults(service: str, operation: str, handler: Handler) -> Handler:
+    """A fault armed for this operation (``faults.py``) fails the call as AWS would."""
+
+    def handle(context: RequestContext, request: ServiceRequest) -> Any:
+        fault = faults.take(service, operation)
+        if fault is not None:
+            raise Throttled(fault.code, fault.message)
+        return handler(context, request)
+
+    return handle
+
+
 def _dispatch(service: str, overrides: dict[str, Handler]) -> DispatchTable:
     model = load_service(service)
-    table: DispatchTable = dict.fromkeys(model.operation_names, _moto)
+    table: dict[str, Handler] = dict.fromkeys(model.operation_names, _moto)
     table.update(overrides)
-    return table
+    return {name: _with_faults(service, name, handler) for name, handler in table.items()}
 
 
 def create_sagemaker_service() -> Service:

@@ -40,6 +40,33 @@ def download_prefix(s3: Any, uri: str, target: Path) -> int:
     return count
 
 
+def download_manifest(s3: Any, uri: str, target: Path) -> int:
+    """``S3DataType: ManifestFile``: the manifest (JSON: ``[{"prefix": "s3://b/p/"}, "rel/key",
+    ...]``) names the objects; each lands at its key relative to the prefix."""
+    import json
+
+    bucket, key = split_uri(uri)
+    entries = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    if not entries or not isinstance(entries[0], dict) or "prefix" not in entries[0]:
+        raise ValueError(f'{uri}: a manifest file starts with {{"prefix": "s3://..."}}')
+    prefix_bucket, prefix = split_uri(entries[0]["prefix"])
+    target.mkdir(parents=True, exist_ok=True)
+    for relative in entries[1:]:
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(prefix_bucket, prefix + relative, str(destination))
+    return len(entries) - 1
+
+
+def download(s3: Any, uri: str, target: Path, data_type: str) -> int:
+    """An S3Prefix or a ManifestFile input; other types do not run locally."""
+    if data_type == "ManifestFile":
+        return download_manifest(s3, uri, target)
+    if data_type != "S3Prefix":
+        raise ValueError(f"S3DataType {data_type} does not run locally (S3Prefix, ManifestFile)")
+    return download_prefix(s3, uri, target)
+
+
 def _relative_key(key: str, prefix: str) -> str:
     """Where an object under an S3Prefix lands in its channel folder."""
     if key == prefix:
