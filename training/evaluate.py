@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from datasets.spec import DatasetSpec, SpecError, load_spec
 from training import metrics, report
-from training.artifacts import LoadedModel, extract_model, load_model_dir
+from training.artifacts import MODEL_FILE, LoadedModel, extract_model, load_model_dir
 from training.data import (
     TEST,
     DataError,
@@ -62,8 +62,11 @@ def decide(
     margin: float,
     challenger: float,
     champion: float | None,
+    segment_gap: float | None = None,
+    max_segment_gap: float | None = None,
 ) -> Verdict:
-    """The gate: the challenger must meet the threshold and beat the champion by the margin."""
+    """The gate: the challenger must meet the threshold, keep its largest segment gap within
+    the spec's limit (when set), and beat the champion by the margin."""
     if math.isnan(challenger):
         return Verdict(False, f"the challenger's {metric} is undefined on the holdout")
     meets = challenger >= threshold if higher_is_better else challenger <= threshold
@@ -71,6 +74,12 @@ def decide(
         side = "below" if higher_is_better else "above"
         return Verdict(
             False, f"challenger {metric} {challenger:.4f} is {side} the threshold {threshold:g}"
+        )
+    if max_segment_gap is not None and segment_gap is not None and segment_gap > max_segment_gap:
+        return Verdict(
+            False,
+            f"the challenger's largest segment gap {segment_gap:.4f} (positive-prediction or "
+            f"true-positive rate across segments) is above the limit {max_segment_gap:g}",
         )
     if champion is None or math.isnan(champion):
         return Verdict(
@@ -122,10 +131,50 @@ def _spec(args: argparse.Namespace) -> DatasetSpec:
 
 
 def _champion_path(path: str) -> Path | None:
+    """The champion's model, or None: missing, empty, or a folder holding no model (the
+    pipeline's marker for "no model serves yet", since a job input cannot be optional)."""
     p = Path(path)
     if not p.exists() or (p.is_dir() and not any(p.iterdir())):
         return None
+    if p.is_dir() and not (p / MODEL_FILE).is_file() and not any(p.glob("*.tar.gz")):
+        return None
     return p
+
+
+#: segments with fewer holdout rows than this are left out of the gaps (too noisy to judge)
+MIN_SEGMENT_ROWS = 10
+
+
+def _rates(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    positives = y == 1
+    return {
+        "positive_rate": float(predicted.mean()) if predicted.size else float("nan"),
+        "true_positive_rate": float(predicted[positives].mean())
+        if positives.any()
+        else float("nan"),
+    }
+
+
+def segment_gaps(segments: dict[str, Any]) -> dict[str, Any]:
+    """Binary problems: per segment column, the largest gap of positive-prediction rate and of
+    true-positive rate between its segments; and the largest of all, with where it is."""
+    gaps: dict[str, Any] = {"positive_rate": {}, "true_positive_rate": {}}
+    largest, where = 0.0, None
+    for column, values in segments.items():
+        for rate in ("positive_rate", "true_positive_rate"):
+            seen = [
+                v[rate]
+                for v in values.values()
+                if v["rows"] >= MIN_SEGMENT_ROWS
+                and v.get(rate) is not None
+                and not math.isnan(v[rate])
+            ]
+            gap = max(seen) - min(seen) if len(seen) >= 2 else 0.0
+            gaps[rate][column] = gap
+            if gap > largest:
+                largest, where = gap, f"{column} ({rate.replace('_', ' ')})"
+    gaps["largest"], gaps["where"] = largest, where
+    return gaps
 
 
 def _clean(value: Any) -> Any:
@@ -177,7 +226,12 @@ def score_model(
                 "rows": int(mask.sum()),
                 "metrics": metrics.compute(problem, y[mask], scores[mask]),
             }
+            if problem == "binary":
+                predicted = metrics.predicted_classes(problem, scores[mask])
+                segments[column][str(value)].update(_rates(y[mask], predicted))
     result["segments"] = segments
+    if problem == "binary":
+        result["segment_gaps"] = segment_gaps(segments)
     result["feature_importance"] = _importance(model)
     return result, scores
 
@@ -217,6 +271,7 @@ def _run(args: argparse.Namespace, spec: DatasetSpec, tmp: Path) -> dict[str, An
             "higher_is_better": spec.metric.higher_is_better,
             "threshold": spec.metric.threshold,
             "margin": spec.metric.margin,
+            "max_segment_gap": spec.metric.max_segment_gap,
         },
         "holdout": {"rows": int(y.size), "split": split.to_dict(), "data": data.files},
     }
@@ -232,6 +287,8 @@ def _run(args: argparse.Namespace, spec: DatasetSpec, tmp: Path) -> dict[str, An
         spec.metric.margin,
         doc["challenger"]["primary"],
         doc["champion"]["primary"] if doc["champion"] else None,
+        (doc["challenger"].get("segment_gaps") or {}).get("largest"),
+        spec.metric.max_segment_gap,
     )
     doc.update(verdict="promote" if verdict.promote else "reject", promote=verdict.promote)
     doc["reason"] = verdict.reason

@@ -96,6 +96,7 @@ def test_evaluation_json_holds_the_gate_inputs(tmp_path, churn_data, churn_model
     assert "NaN" not in text
     assert doc["metric"] == {
         "name": "roc_auc", "higher_is_better": True, "threshold": 0.8, "margin": 0.005,
+        "max_segment_gap": None,
     }  # fmt: skip
     matrix = doc["challenger"]["confusion_matrix"]["matrix"]
     assert sum(map(sum, matrix)) == doc["holdout"]["rows"]
@@ -127,3 +128,35 @@ def test_missing_challenger_fails_cleanly(tmp_path, churn_data, capsys):
     # Then evaluation exits 1 with a message, not a traceback
     assert evaluate.main(argv, environ={}) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_binary_evaluation_reports_per_segment_rates_and_their_largest_gap(
+    tmp_path, churn_data, churn_model, weak_churn_model
+):
+    # When a binary challenger is evaluated
+    doc, _ = _evaluate(tmp_path, churn_data, churn_model, weak_churn_model)
+    # Then each segment has its positive-prediction and true-positive rate
+    plan = doc["challenger"]["segments"]["plan"]
+    assert all(0 <= s["positive_rate"] <= 1 for s in plan.values())
+    # and the gaps across segments are the spread of those rates, the largest named
+    gaps = doc["challenger"]["segment_gaps"]
+    rates = [s["positive_rate"] for s in plan.values() if s["rows"] >= 10]
+    assert gaps["positive_rate"]["plan"] == pytest.approx(max(rates) - min(rates))
+    assert gaps["largest"] == max(
+        max(gaps["positive_rate"].values()), max(gaps["true_positive_rate"].values())
+    )
+    assert gaps["where"]
+
+
+def test_gate_rejects_a_segment_gap_above_the_specs_limit_before_comparing_to_the_champion():
+    verdict = evaluate.decide("roc_auc", True, 0.8, 0.005, 0.95, 0.90, 0.42, 0.3)
+    assert not verdict.promote
+    assert "segment gap 0.4200" in verdict.reason and "limit 0.3" in verdict.reason
+    # within the limit (or no limit) the champion comparison decides as before
+    assert evaluate.decide("roc_auc", True, 0.8, 0.005, 0.95, 0.90, 0.2, 0.3).promote
+    assert evaluate.decide("roc_auc", True, 0.8, 0.005, 0.95, 0.90, 0.9, None).promote
+
+
+def test_a_champion_folder_without_a_model_means_no_champion(tmp_path):
+    (tmp_path / "NONE").write_text("no champion")
+    assert evaluate._champion_path(str(tmp_path)) is None
