@@ -60,6 +60,21 @@ bench: ## benchmarks: speed and memory as ratios against a floor measured in the
 deploy: ## deploy a stage to the AWS account of your credentials (STAGE=dev|prod)
 	$(CDK) deploy --all -c stage=$(STAGE)
 
+# the training pipeline; LOCAL=1 talks to the local cloud instead of your AWS account
+PIPELINE_ENV := $(if $(LOCAL),AWS_ENDPOINT_URL=http://127.0.0.1:$${SLUICE_LOCAL_PORT:-4566} \
+	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1,)
+
+.PHONY: train
+train: ## start a training run of a dataset (DATASET=churn [APPROVAL=manual] [LOCAL=1])
+	@test -n "$(DATASET)" || { echo "usage: make train DATASET=<name>" >&2; exit 2; }
+	$(PIPELINE_ENV) $(PY) -m lambdas.pipeline --stage $(STAGE) train $(DATASET) \
+		$(if $(APPROVAL),--approval $(APPROVAL),)
+
+.PHONY: runs
+runs: ## print the recent training runs from the run ledger ([DATASET=churn] [LOCAL=1])
+	@$(PIPELINE_ENV) $(PY) -m lambdas.pipeline --stage $(STAGE) runs \
+		$(if $(DATASET),--dataset $(DATASET),)
+
 .PHONY: destroy
 destroy: ## destroy a stage's stacks (prod buckets and key are retained)
 	$(CDK) destroy --all -c stage=$(STAGE)
@@ -87,11 +102,11 @@ local-down: ## stop the local cloud, leave no process or port behind, wipe its s
 	local/stop.sh --wipe
 
 .PHONY: demo
-demo: ## on the local cloud (after local-up, local-deploy): upload churn data, watch it curated, train, evaluate, predict
+demo: ## on the local cloud (after local-up, local-deploy): upload churn data, follow the run to a serving endpoint
 	$(PY) local/demo.py
 
 .PHONY: local-deploy
 local-deploy: ## bootstrap and deploy the dev stage to the local cloud with cdklocal
 	$(CDKLOCAL) bootstrap -c stage=dev -c lambda_architecture=$(LOCAL_ARCH)
 	$(CDKLOCAL) deploy --all -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
-		--require-approval never --output cdk.out.local
+		-c pipeline_poll_seconds=1 --require-approval never --output cdk.out.local

@@ -102,3 +102,10 @@ def install_fault_route() -> None:
     from sluice_local.faults import install
 
     install()
+
+
+@hooks.on_infra_start()
+def install_events_target_fix() -> None:
+    from sluice_local.events_targets import install
+
+    install()
