@@ -126,6 +126,7 @@ class TrainingPipeline(Construct):
         stack = cdk.Stack.of(self)
         self.image = XgboostImage.of(self)
         bundling = SourcedirBundling()
+        self.code_version = bundling.asset_hash[:16]
         self.sourcedir = s3_assets.Asset(
             self,
             "Sourcedir",
@@ -216,6 +217,8 @@ class TrainingPipeline(Construct):
             "ENDPOINT_INSTANCE_COUNT": str(c.endpoint_instance_count),
             "POLL_SECONDS": str(c.pipeline_poll_seconds),
             "BACKOFF_SECONDS": ",".join(map(str, c.pipeline_backoff_seconds)),
+            # the job code's content hash: recorded as each model's code version
+            "SLUICE_CODE_VERSION": self.code_version,
             **_network(c),
         }
         return PythonFunction(

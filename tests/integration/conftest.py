@@ -58,9 +58,14 @@ class LocalCloud:
         return boto3.client(service, endpoint_url=ENDPOINT, region_name=REGION, **LOCAL_CREDENTIALS)
 
 
+#: run last, in this order: deleting the app stack, then stopping the cloud
+LAST = ("test_stack_deletion.py", "test_local_down.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make local-down`` ends the session's cloud: its test runs last."""
-    items.sort(key=lambda item: item.path.name == "test_local_down.py")
+    """``make local-down`` ends the session's cloud: its test runs last, right after the one
+    that deletes the app stack (which every other test of the app needs)."""
+    items.sort(key=lambda item: LAST.index(item.path.name) + 1 if item.path.name in LAST else 0)
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +126,7 @@ def app_outputs(
     outdir = tmp_path_factory.mktemp("app-out")
     outputs_file = outdir / "outputs.json"
     context = ["-c", "stage=dev", "-c", f"lambda_architecture={host_architecture()}"]
+    context += ["-c", "pipeline_poll_seconds=1"]  # the pipeline's waits, in seconds, not 30
     deploy = ["deploy", "--all", *context, "--require-approval", "never"]
     _cdklocal(
         [*deploy, "--outputs-file", str(outputs_file)],
