@@ -179,6 +179,7 @@ SAGEMAKER_OVERRIDES: dict[str, Handler] = {
     "DeleteEndpoint": delete_endpoint,
     "CreateModelPackage": registry.create_model_package,
     "UpdateModelPackage": registry.update_model_package,
+    "DeleteModelPackage": registry.delete_model_package,
 }
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any, ClassVar
 
-from localstack.aws.api import RequestContext, ServiceRequest
+from localstack.aws.api import CommonServiceException, RequestContext, ServiceRequest
 from localstack.aws.connect import connect_to
 from localstack.services.cloudformation.resource_provider import (
     OperationStatus,
@@ -103,6 +103,21 @@ def update_model_package(context: RequestContext, request: ServiceRequest) -> An
         if status and status != status_before:
             emit_state_change(context.account_id, context.region, package.arn)
     return response
+
+
+def delete_model_package(context: RequestContext, request: ServiceRequest) -> Any:
+    """DeleteModelPackage (moto has none): the version goes, its number is never reused."""
+    backend = _backend(context)
+    name = request["ModelPackageName"]
+    arn = backend.model_package_name_mapping.get(name, name)
+    package = backend.model_packages.pop(arn, None)
+    if package is None:
+        raise CommonServiceException(
+            "ValidationException", f"Model package {name} does not exist.", status_code=400
+        )
+    for key in [k for k, v in backend.model_package_name_mapping.items() if v == arn]:
+        del backend.model_package_name_mapping[key]
+    return {}
 
 
 class ModelPackageGroupProvider(ResourceProvider[Properties]):

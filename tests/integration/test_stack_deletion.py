@@ -1,0 +1,45 @@
+"""Deleting the app stack leaves nothing of the pipeline running or billing.
+
+Runs after every other test of the app (see ``conftest.LAST``): it deletes the stack they use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+APP = "sluice-dev-app"
+
+
+def test_deleting_the_app_stack_removes_the_endpoints_configs_and_models_runs_made(
+    aws: Callable[[str], Any], app_outputs: dict[str, dict[str, str]]
+) -> None:
+    sagemaker, cloudformation = aws("sagemaker"), aws("cloudformation")
+    made = sagemaker.list_endpoints(NameContains="sluice-dev-")["Endpoints"]
+    if not made:
+        pytest.skip("no pipeline run deployed a model in this session")
+    # When the app stack is deleted (make destroy)
+    cloudformation.delete_stack(StackName=APP)
+
+    def gone() -> bool:
+        stacks = cloudformation.describe_stacks()["Stacks"]
+        return not any(
+            s["StackName"] == APP and s["StackStatus"] != "DELETE_COMPLETE" for s in stacks
+        )
+
+    wait_for(gone, timeout=300, interval=2, what="the app stack's deletion")
+    # Then no endpoint, endpoint config or model made by the pipeline is left
+    assert sagemaker.list_endpoints(NameContains="sluice-dev-")["Endpoints"] == []
+    assert sagemaker.list_endpoint_configs(NameContains="sluice-dev-")["EndpointConfigs"] == []
+    assert sagemaker.list_models(NameContains="sluice-dev-")["Models"] == []
+    # and, dev not retaining data, no model package either (so the groups can go with the data)
+    for group in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]:
+        packages = sagemaker.list_model_packages(
+            ModelPackageGroupName=group["ModelPackageGroupName"]
+        )["ModelPackageSummaryList"]
+        assert packages == []
