@@ -95,7 +95,7 @@ local-install: ## install the local cloud into .venv-local (LocalStack host mode
 
 .PHONY: local-up
 local-up: ## start the local cloud on 127.0.0.1:4566 (SLUICE_LOCAL_PORT) (no Docker) and wait until healthy
-	local/start.sh
+	local/timed.sh local-up local/start.sh
 
 .PHONY: local-down
 local-down: ## stop the local cloud, leave no process or port behind, wipe its state (.local/)
@@ -107,6 +107,10 @@ demo: ## on the local cloud (after local-up, local-deploy): upload churn data, f
 
 .PHONY: local-deploy
 local-deploy: ## bootstrap and deploy the dev stage to the local cloud with cdklocal
+	local/timed.sh local-deploy $(MAKE) --no-print-directory local-deploy-steps
+
+.PHONY: local-deploy-steps
+local-deploy-steps:
 	$(CDKLOCAL) bootstrap -c stage=dev -c lambda_architecture=$(LOCAL_ARCH)
 	$(CDKLOCAL) deploy --all -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
 		-c pipeline_poll_seconds=1 --require-approval never --output cdk.out.local

@@ -1,20 +1,22 @@
-"""``make demo``: the main job of what is deployed today, end to end on the local cloud.
+"""``make demo``: the real product on the local cloud, through AWS APIs only.
 
-1. generate a churn export with a few malformed rows and upload it to the raw bucket;
-2. wait for ingestion (S3 → EventBridge → SQS → preprocess Lambda) to curate it, and show the
-   manifest and where the quarantined rows went;
-3. train a model on the curated data and evaluate it, with the SageMaker scripts run the way
-   SageMaker runs them (``training.local``), then answer a prediction request.
+1. generate a churn export (4,000 rows, a few malformed) and upload it to the raw bucket;
+2. follow what happens: ingestion curates it, its ``DatasetCurated`` event starts a training
+   run, and the run goes through its states (each printed with its duration when it ends);
+3. invoke the churn endpoint with rows of the upload as they are, and print the predictions;
+4. end with the verdict, the metrics, the report (also copied to ``.demo/``) and the time from
+   upload to serving, and ``make local-up`` + ``make local-deploy`` as ``make`` measured them.
 
 Needs ``make local-up`` and ``make local-deploy`` first. Dummy credentials, local endpoint only.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,43 +26,112 @@ import boto3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datasets.generate import write_csv  # noqa: E402
-from training import local as training_local  # noqa: E402
+from datasets.generate import write_csv  # noqa: E402  (sample data only; no app code)
 
-ENDPOINT = f"http://127.0.0.1:{os.environ.get('SLUICE_LOCAL_PORT') or 4566}"
+PORT = os.environ.get("SLUICE_LOCAL_PORT") or "4566"
+ENDPOINT = f"http://127.0.0.1:{PORT}"
 LOCAL = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
-SPEC = ROOT / "datasets" / "churn.yaml"
+DATASET, ROWS, TARGET = "churn", 4000, "churned"
+TIMEOUT = 300
 
 
 def client(service: str) -> Any:
     return boto3.client(service, endpoint_url=ENDPOINT, **LOCAL)
 
 
-def outputs(stack: str) -> dict[str, str]:
-    described = client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
-    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-
-
-def wait_for_manifest(s3: Any, bucket: str, key: str, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            time.sleep(1)
-    raise SystemExit(
-        f"no manifest at s3://{bucket}/{key} after {timeout:.0f}s: see the logs of the "
-        "preprocess function and .local/localstack.log"
-    )
+def outputs() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for stack in ("sluice-dev-data", "sluice-dev-app"):
+        described = client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+        found.update({o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])})
+    return found
 
 
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
+def since(start: float) -> str:
+    return f"{time.monotonic() - start:6.1f}s"
+
+
+class Follower:
+    """Prints the states of an execution (and of the deploy it starts) as they end."""
+
+    def __init__(self, sfn: Any, start: float) -> None:
+        self.sfn, self.start, self.seen = sfn, start, set()
+        self.entered: dict[tuple[str, str], Any] = {}
+        self.children: list[str] = []
+
+    def poll(self, execution: str, indent: str = "   ") -> None:
+        events = self.sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        for event in events:
+            key = (execution, event["id"])
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            if "stateEnteredEventDetails" in event:
+                self.entered[(execution, event["stateEnteredEventDetails"]["name"])] = event
+            elif "stateExitedEventDetails" in event:
+                name = event["stateExitedEventDetails"]["name"]
+                began = self.entered.pop((execution, name), None)
+                seconds = (event["timestamp"] - began["timestamp"]).total_seconds() if began else 0
+                print(f"{since(self.start)}  {indent}{name:<34} {seconds:6.2f}s", flush=True)
+            elif (
+                event["type"] == "TaskSubmitted"
+                and event.get("taskSubmittedEventDetails", {}).get("resourceType") == "states"
+            ):
+                child = json.loads(event["taskSubmittedEventDetails"]["output"])["ExecutionArn"]
+                self.children.append(child)
+
+
+def wait_for_run(sfn: Any, ledger: str, key: str, start: float) -> dict[str, Any]:
+    """The ledger item of the run whose triggers include the upload."""
+    dynamodb = client("dynamodb")
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        items = dynamodb.query(
+            TableName=ledger,
+            KeyConditionExpression="dataset = :d",
+            ExpressionAttributeValues={":d": {"S": DATASET}},
+            ScanIndexForward=False,
+            Limit=20,
+        )["Items"]
+        for item in items:
+            if key in json.dumps(item):
+                return item
+        time.sleep(0.5)
+    raise SystemExit(f"no run took the upload after {TIMEOUT}s: see `make runs LOCAL=1`")
+
+
+def request_body(rows: list[dict[str, str]]) -> bytes:
+    """The uploaded rows as they are, less the target (a record in the dataset's own shape)."""
+    return json.dumps(
+        {"instances": [{k: v for k, v in r.items() if k != TARGET} for r in rows]}
+    ).encode()
+
+
+def feature_body(s3: Any, bucket: str, prefix: str) -> bytes:
+    """The same rows as curated (the model's feature shape), for a model that takes no records
+    yet: read from the curated Parquet of the upload (through S3, like any client)."""
+    import pyarrow.parquet as pq
+
+    key = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+        if o["Key"].endswith(".parquet")
+    )
+    table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    skip = {"customer_id", "email", "phone", "signup_ts", "last_active_ts", TARGET}
+    rows = table.slice(0, 3).to_pylist()
+    return json.dumps(
+        {"instances": [{k: v for k, v in r.items() if k not in skip} for r in rows]}, default=str
+    ).encode()
+
+
 def main() -> int:
     try:
-        data = outputs("sluice-dev-data")
+        out = outputs()
     except Exception as exc:  # any failure here means "not up" or "not deployed"
         print(
             f"the local cloud is not up or the app is not deployed ({exc}); run "
@@ -68,52 +139,103 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    s3 = client("s3")
-    (ROOT / ".demo").mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=ROOT / ".demo"))  # kept after local-down
+    s3, sfn = client("s3"), client("stepfunctions")
+    work = ROOT / ".demo" / time.strftime("run-%Y%m%dT%H%M%S")
+    work.mkdir(parents=True, exist_ok=True)
 
-    step("generating 20,000 churn rows (1% malformed) and uploading them to the raw bucket")
-    csv = work / "churn.csv"
-    write_csv("churn", 20_000, csv, seed=int(time.time()) % 10_000, dirty=0.01)
-    key = f"churn/demo/{time.strftime('%Y%m%dT%H%M%S')}.csv"
-    version = s3.put_object(Bucket=data["RawBucket"], Key=key, Body=csv.read_bytes())["VersionId"]
-    print(f"s3://{data['RawBucket']}/{key} (version {version})")
+    step(f"generating {ROWS:,} churn rows (1% malformed) and uploading them to the raw bucket")
+    path = work / "churn.csv"
+    write_csv(DATASET, ROWS, path, seed=int(time.time()) % 10_000, dirty=0.01)
+    key = f"{DATASET}/demo/{time.strftime('%Y%m%dT%H%M%S')}.csv"
+    start = time.monotonic()
+    version = s3.put_object(Bucket=out["RawBucket"], Key=key, Body=path.read_bytes())["VersionId"]
+    print(f"s3://{out['RawBucket']}/{key} (version {version})")
 
-    step("waiting for ingestion to curate it")
-    prefix = f"{key}/{version}/"
-    manifest = wait_for_manifest(s3, data["CuratedBucket"], f"{prefix}manifest.json")
-    summary = {"rows": manifest["rows"], "quarantine": manifest.get("quarantine")}
-    print(json.dumps(summary, indent=2))
+    step("ingestion curates it; its DatasetCurated event starts a training run")
+    item = wait_for_run(sfn, out["RunLedgerTableName"], key, start)
+    execution = item["execution"]["S"]
+    print(f"{since(start)}  run {item['run_id']['S']} ({execution.rsplit(':', 1)[-1]})")
 
-    step("downloading the curated Parquet")
-    curated = work / "curated"
-    curated.mkdir()
-    for obj in s3.list_objects_v2(Bucket=data["CuratedBucket"], Prefix=prefix)["Contents"]:
-        s3.download_file(data["CuratedBucket"], obj["Key"], str(curated / Path(obj["Key"]).name))
-    print(curated)
+    step("the run, state by state (seconds since the upload, then the state's own duration)")
+    follower = Follower(sfn, start)
+    served_at = None
+    while True:
+        follower.poll(execution)
+        for child in follower.children:
+            follower.poll(child, indent="   deploy: ")
+        status = sfn.describe_execution(executionArn=execution)["status"]
+        if served_at is None and follower.children:
+            child = sfn.describe_execution(executionArn=follower.children[-1])
+            if child["status"] == "SUCCEEDED":
+                served_at = time.monotonic() - start
+        if status != "RUNNING":
+            break
+        time.sleep(0.5)
+    for child in follower.children:
+        follower.poll(child, indent="   deploy: ")
+    follower.poll(execution)
 
-    step("training with train.py under the SageMaker script-mode contract")
-    run = work / "run"
-    if training_local.train(SPEC, [curated], run, ["num_round=200"]) != 0:
+    from_ledger = client("dynamodb").get_item(
+        TableName=out["RunLedgerTableName"],
+        Key={"dataset": {"S": DATASET}, "run_id": item["run_id"]},
+    )["Item"]
+    outcome = from_ledger.get("outcome", {}).get("S", status)
+    print(f"\nrun ended: {status} ({outcome})")
+    if "error" in from_ledger:
+        print(json.dumps(from_ledger["error"], indent=1))
         return 1
 
-    step("evaluating the challenger on the holdout (no champion yet)")
-    evaluation = work / "evaluation"
-    if training_local.evaluate(SPEC, [curated], run / "model.tar.gz", None, evaluation) != 0:
-        return 1
-    verdict = json.loads((evaluation / "evaluation.json").read_text())
-    print(f"verdict: {verdict['verdict']} — {verdict['reason']}")
-    print(f"report: {evaluation / 'report.html'}")
+    step("the churn endpoint answers for rows of the upload")
+    with path.open(newline="") as f:
+        rows = [r for r, _ in zip(csv.DictReader(f), range(3), strict=False)]
+    runtime = client("sagemaker-runtime")
+    try:
+        answer = runtime.invoke_endpoint(
+            EndpointName=f"sluice-dev-{DATASET}",
+            ContentType="application/json",
+            Body=request_body(rows),
+        )
+        print("request: the uploaded rows as they are (minus the target)")
+    except runtime.exceptions.ModelError:
+        # this model takes its feature shape, not records yet: send the same rows as curated
+        prefix = f"{key}/{version}/"
+        answer = runtime.invoke_endpoint(
+            EndpointName=f"sluice-dev-{DATASET}",
+            ContentType="application/json",
+            Body=feature_body(s3, out["CuratedBucket"], prefix),
+        )
+        print("request: the same rows as curated (this model takes its features, not records)")
+    print(json.dumps(json.loads(answer["Body"].read()), indent=1))
 
-    step("predicting for two customers")
-    request = work / "request.json"
-    request.write_text(json.dumps({"instances": [
-        {"plan": "basic", "region": "apac", "monthly_charges": 41.0, "tenure_months": 2,
-         "support_calls": 5, "signup_dow": 2, "signup_hour": 14, "days_active": 40.0},
-        {"plan": "premium", "region": "eu", "monthly_charges": 99.0, "tenure_months": 60,
-         "support_calls": 0, "signup_dow": 5, "signup_hour": 9, "days_active": 1800.0},
-    ]}))  # fmt: skip
-    return training_local.predict(run / "model.tar.gz", request)
+    step("verdict, metrics, report")
+    metrics = from_ledger.get("metrics", {}).get("M", {})
+    verdict, reason = (from_ledger.get(k, {}).get("S") for k in ("verdict", "reason"))
+    print(f"verdict: {verdict} - {reason}")
+    name = metrics.get("name", {}).get("S", "metric")
+    for who in ("challenger", "champion"):
+        value = metrics.get(who, {}).get("N")
+        print(f"{name} of the {who}: {value if value is not None else 'n/a (none)'}")
+    report = from_ledger.get("report", {}).get("S")
+    if report:
+        bucket, report_key = report.removeprefix("s3://").split("/", 1)
+        s3.download_file(bucket, report_key, str(work / "report.html"))
+        print(f"report: {report}\n        {work / 'report.html'}")
+    durations = {k: float(v["N"]) for k, v in from_ledger.get("durations", {}).get("M", {}).items()}
+    print("longest states: " + ", ".join(
+        f"{k} {v:.1f}s" for k, v in sorted(durations.items(), key=lambda kv: -kv[1])[:4]
+    ))  # fmt: skip
+    if served_at is not None:
+        print(f"\nupload -> serving: {served_at:.1f} s ({ROWS:,} rows; target 45 s)")
+    timings = ROOT / ".local" / "timings.json"
+    if timings.is_file():
+        spent = json.loads(timings.read_text())
+        total = sum(spent.values())
+        print(
+            f"make local-up + make local-deploy: {total:.1f} s "
+            + " + ".join(f"{v:.1f} s {k}" for k, v in spent.items())
+            + " (target 60 s)"
+        )
+    return 0
 
 
 if __name__ == "__main__":
