@@ -85,9 +85,10 @@ export SLUICE_LOCAL_PORT
 LOCAL_ENDPOINT := http://127.0.0.1:$(SLUICE_LOCAL_PORT)
 LOCAL_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
 # dummy credentials for the local endpoint only; cdklocal sends everything to LOCAL_ENDPOINT
-CDKLOCAL := AWS_ENDPOINT_URL=$(LOCAL_ENDPOINT) AWS_ENDPOINT_URL_S3=$(LOCAL_ENDPOINT) \
+CDKLOCAL_ENV := AWS_ENDPOINT_URL=$(LOCAL_ENDPOINT) AWS_ENDPOINT_URL_S3=$(LOCAL_ENDPOINT) \
 	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
-	AWS_REGION=us-east-1 npx --no-install cdklocal
+	AWS_REGION=us-east-1
+CDKLOCAL := $(CDKLOCAL_ENV) npx --no-install cdklocal
 
 .PHONY: local-install
 local-install: ## install the local cloud into .venv-local (LocalStack host mode + local/ extension)
@@ -111,6 +112,8 @@ local-deploy: ## bootstrap and deploy the dev stage to the local cloud with cdkl
 
 .PHONY: local-deploy-steps
 local-deploy-steps:
-	$(CDKLOCAL) bootstrap -c stage=dev -c lambda_architecture=$(LOCAL_ARCH)
+	@# bootstrap from a folder without cdk.json: naming the environment spares a synth of the app
+	cd local && $(CDKLOCAL_ENV) $(CURDIR)/node_modules/.bin/cdklocal bootstrap \
+		aws://000000000000/us-east-1
 	$(CDKLOCAL) deploy --all -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
 		-c pipeline_poll_seconds=1 --require-approval never --output cdk.out.local

@@ -13,6 +13,9 @@ A template stays region-agnostic: ``XgboostImage.of(scope)`` (one per stack) hol
 from __future__ import annotations
 
 import functools
+import json
+from importlib import metadata
+from pathlib import Path
 
 import aws_cdk as cdk
 from constructs import Construct
@@ -24,17 +27,32 @@ VERSION = "3.0-5"
 PYTHON = "3.10"
 
 
+CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "sagemaker-images"
+
+
 @functools.cache
 def xgboost_image_uris(version: str = VERSION) -> dict[str, str]:
-    """region -> image URI of SageMaker's XGBoost framework container, for every known region."""
-    from sagemaker.core import image_uris  # ~1.5 s to import: only when a template needs it
+    """region -> image URI of SageMaker's XGBoost framework container, for every known region.
+
+    Importing the SDK and resolving ~40 regions takes seconds; the table is kept under
+    ``.cache/`` per SDK and image version (like the Lambda bundles), so a synth pays it once.
+    """
+    cached = (
+        CACHE_DIR / f"xgboost-{version}-sagemaker-core-{metadata.version('sagemaker-core')}.json"
+    )
+    if cached.is_file():
+        return dict(json.loads(cached.read_text()))
+    from sagemaker.core import image_uris  # 1.5-4 s to import: only when the table is not cached
 
     config = image_uris.config_for_framework("xgboost")
     regions = config["training"]["versions"][version]["registries"]
-    return {
+    table = {
         region: image_uris.retrieve("xgboost", region=region, version=version)
         for region in sorted(regions)
     }
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(table, indent=1, sort_keys=True))
+    return table
 
 
 class XgboostImage(Construct):
