@@ -143,7 +143,7 @@ def test_binary_evaluation_reports_per_segment_rates_and_their_largest_gap(
     rates = [s["positive_rate"] for s in plan.values() if s["rows"] >= 10]
     assert gaps["positive_rate"]["plan"] == pytest.approx(max(rates) - min(rates))
     assert gaps["largest"] == max(
-        max(gaps["positive_rate"].values()), max(gaps["true_positive_rate"].values())
+        *gaps["positive_rate"].values(), *gaps["true_positive_rate"].values()
     )
     assert gaps["where"]
 
