@@ -179,6 +179,12 @@ def _share(
     return share
 
 
+def to_green(share: float, draw: Callable[[], float]) -> bool:
+    """Whether one request goes to the new fleet: with probability ``share`` (``draw`` is a
+    uniform [0, 1) source, ``random.random`` in the endpoint)."""
+    return share > 0 and draw() < share
+
+
 # ---------------------------------------------------------------- running a plan
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from localstack.aws.connect import connect_to
 
 from sluice_local import settings
-from sluice_local.sagemaker import s3io
+from sluice_local.sagemaker import deployment, s3io
 from sluice_local.sagemaker.jobs import now
 
 LOG = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class LiveEndpoint:
 
     def pick(self, target_variant: str | None) -> Variant:
         fleet, green = self, self.green
-        if green is not None and random.random() < self.green_share:  # noqa: S311 - traffic split
+        if green is not None and deployment.to_green(self.green_share, random.random):
             fleet = green
         return fleet.pick_variant(target_variant)
 
