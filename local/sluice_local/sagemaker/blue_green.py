@@ -223,7 +223,7 @@ def run(record: Any, account: str, region: str, update: Update) -> None:
         green.stop()
         return
     if outcome.succeeded and endpoints.replace(account, region, name, blue, green):
-        blue.stop()
+        blue.stop(drain=True)
         record.pending_deployment_summary = None
         endpoints.serve(record, green)
         LOG.info("endpoint %s: now serving %s", name, update.config_name)
@@ -245,7 +245,7 @@ def _roll_back(
     record.last_modified_time = now()
     blue.green_share, blue.green = 0.0, None  # every request on the old fleet from here on
     _variant_status(record, green, "Deleting", "Rolling back: terminating the new fleet", 0.0)
-    green.stop()
+    green.stop(drain=True)
     LOG.warning(
         "endpoint %s: rolled back from %s: %s", update.endpoint, update.config_name, outcome.reason
     )

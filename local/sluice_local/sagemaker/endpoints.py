@@ -11,6 +11,7 @@ the traffic, then a variant by weight, and may be captured to S3.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +57,19 @@ class Variant:
     #: instances the variant stands for (one worker serves them all); None when serverless
     instances: int | None = 1
     serverless_config: dict[str, Any] | None = None
+    #: requests the worker is answering now (a fleet leaving service drains them first)
+    in_flight: int = 0
+    _counter: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._counter:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._counter:
+                self.in_flight -= 1
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -110,10 +125,17 @@ class LiveEndpoint:
             summaries.append(summary)
         return summaries
 
-    def stop(self) -> None:
+    def stop(self, *, drain: bool = False) -> None:
+        """Stop the workers; ``drain``: first let requests already routed here finish (this
+        fleet no longer gets new ones), as a fleet leaves service on AWS."""
         green, self.green, self.green_share = self.green, None, 0.0
         if green is not None:
-            green.stop()
+            green.stop(drain=drain)
+        if drain:
+            time.sleep(0.05)  # a request that picked this fleet just before the switch
+            deadline = time.monotonic() + INVOKE_TIMEOUT_SECONDS
+            while any(v.in_flight for v in self.variants) and time.monotonic() < deadline:
+                time.sleep(0.02)
         for variant in self.variants:
             variant.stop()
 
@@ -327,6 +349,11 @@ def invoke(
     target_variant: str | None,
 ) -> Answer:
     variant = endpoint.pick(target_variant)
+    with variant.serving():
+        return _invoke(variant, body, content_type, accept)
+
+
+def _invoke(variant: Variant, body: bytes, content_type: str, accept: str | None) -> Answer:
     started = time.perf_counter()
     request = urllib.request.Request(
         f"http://127.0.0.1:{variant.port}/invocations",
