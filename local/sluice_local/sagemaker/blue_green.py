@@ -180,11 +180,8 @@ def run(record: Any, account: str, region: str, update: Update) -> None:
     record.pending_deployment_summary = {
         "EndpointConfigName": update.config_name,
         "StartTime": now(),
-        "ProductionVariants": [],
+        "ProductionVariants": [_launching(variant) for variant in update.variants],
     }
-    record.pending_deployment_summary["ProductionVariants"] = [
-        _launching(variant) for variant in update.variants
-    ]
     try:
         green = endpoints.start_fleet(account, region, name, update.config_name, update.retained)
     except Exception as exc:
