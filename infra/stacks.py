@@ -19,6 +19,7 @@ from infra.ingestion import Ingestion
 from infra.model_registry import ModelRegistry
 from infra.nag import acknowledge_framework_singletons
 from infra.notifications import Notifications
+from infra.rollout import Rollout, declared_datasets
 from infra.training_pipeline import TrainingPipeline
 
 
@@ -80,6 +81,13 @@ class StatelessStack(cdk.Stack):
             lake=lake,
             registry=model_registry,
             topic=self.notifications.topic,
+        )
+        self.rollout = Rollout(
+            self,
+            "Rollout",
+            config=config,
+            datasets=declared_datasets(),
+            alerts=self.notifications.topic,
         )
         ingestion = self.ingestion
         for name, value in {
