@@ -348,10 +348,12 @@ def test_a_segment_gap_above_the_specs_limit_is_rejected(
 
 
 def test_uploads_during_a_run_coalesce_into_exactly_one_follow_up_run(
-    pipeline: Pipeline, tmp_path: Path
+    pipeline: Pipeline, seeded: str, tmp_path: Path
 ) -> None:
     known = {e["executionArn"] for e in pipeline.executions()}
-    # Given a run in progress
+    # Given a run in progress (kept in progress: its evaluation is throttled four times, so it
+    # backs off for 30 s or more, whatever the machine's load)
+    arm_fault("CreateProcessingJob", count=4)
     running = pipeline.start(DATASET, hyperparameters=L1)
     wait_for(
         lambda: "Train" in pipeline.states(running), timeout=60, what="the run to start training"
@@ -377,7 +379,10 @@ def test_uploads_during_a_run_coalesce_into_exactly_one_follow_up_run(
         ]  # fmt: skip
         return found if len(found) == 3 else []
 
-    wait_for(queued, timeout=120, interval=2, what="three uploads queued behind the run")
+    try:
+        wait_for(queued, timeout=120, interval=2, what="three uploads queued behind the run")
+    finally:
+        clear_faults()
     assert pipeline.wait(running)["status"] == "SUCCEEDED"
 
     # and when it ends, exactly one follow-up run starts, carrying all three triggers
