@@ -35,11 +35,17 @@ def triggers(raw: Any) -> list[dict[str, Any]]:
     if trigger.get("type", "manual") not in TRIGGER_TYPES:
         raise BadInput(f"trigger.type must be one of {', '.join(TRIGGER_TYPES)}")
     out = [{k: v for k, v in trigger.items() if k != "triggers"}]
-    for item in trigger.get("triggers") or []:
+    queued = trigger.get("triggers") or []
+    if isinstance(queued, str | dict):  # one queued trigger: some JSONPath engines unwrap it
+        queued = [queued]
+    for item in queued:
         try:
-            out.append(json.loads(item) if isinstance(item, str) else dict(item))
+            parsed = json.loads(item) if isinstance(item, str) else dict(item)
         except (ValueError, TypeError):
-            out.append({"type": "unknown", "raw": str(item)[:200]})
+            parsed = None
+        out.append(
+            parsed if isinstance(parsed, dict) else {"type": "unknown", "raw": str(item)[:200]}
+        )
     return out
 
 

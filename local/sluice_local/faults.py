@@ -1,8 +1,9 @@
 """Faults on demand, for tests of the paths AWS takes when it misbehaves.
 
 ``POST /_sluice/faults`` with ``{"service": "sagemaker", "operation": "CreateTrainingJob",
-"code": "ThrottlingException", "message": "Rate exceeded", "count": 1}`` makes the next
-``count`` calls of that operation fail as AWS fails them (HTTP 400 with that error code).
+"code": "ThrottlingException", "message": "Rate exceeded", "count": 1, "match": "leads"}``
+makes the next ``count`` calls of that operation whose request contains ``match`` (optional)
+fail as AWS fails them (HTTP 400 with that error code).
 ``"operation": "EndpointStart"`` makes the next endpoint worker fail its start (the model
 "cannot start": the endpoint or update fails with that message). ``DELETE`` clears them all.
 """
@@ -25,17 +26,20 @@ class Fault:
     code: str
     message: str
     count: int
+    #: only calls whose request (or resource name) contains this are failed ("" = all)
+    match: str = ""
 
 
 _FAULTS: dict[tuple[str, str], Fault] = {}
 _LOCK = threading.Lock()
 
 
-def take(service: str, operation: str) -> Fault | None:
-    """The fault to raise for this call, if one is armed (and count it down)."""
+def take(service: str, operation: str, subject: str = "") -> Fault | None:
+    """The fault to raise for this call (``subject``: its request or resource name), if one is
+    armed for it (and count it down)."""
     with _LOCK:
         fault = _FAULTS.get((service, operation))
-        if fault is None:
+        if fault is None or fault.match not in subject:
             return None
         fault.count -= 1
         if fault.count <= 0:
@@ -57,6 +61,7 @@ class _FaultRouter:
                 code=str(body.get("code", "ThrottlingException")),
                 message=str(body.get("message", "Rate exceeded")),
                 count=int(body.get("count", 1)),
+                match=str(body.get("match", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             return Response(f"bad fault: {exc}", status=HTTPStatus.BAD_REQUEST)

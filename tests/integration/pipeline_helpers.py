@@ -162,11 +162,12 @@ class Pipeline:
         return dict(self.aws("sagemaker").describe_model_package(ModelPackageName=arn))
 
 
-def arm_fault(operation: str, *, code: str = "ThrottlingException", message: str = "Rate exceeded",
-              count: int = 1) -> None:  # fmt: skip
-    """Make the local cloud's next ``count`` SageMaker ``operation`` calls fail like AWS."""
+def arm_fault(operation: str, *, match: str, code: str = "ThrottlingException",
+              message: str = "Rate exceeded", count: int = 1) -> None:  # fmt: skip
+    """Make the local cloud's next ``count`` SageMaker ``operation`` calls about ``match`` (a
+    dataset's resources: other tests' runs may be calling too) fail like AWS."""
     body = {"service": "sagemaker", "operation": operation, "code": code, "message": message,
-            "count": count}  # fmt: skip
+            "count": count, "match": match}  # fmt: skip
     request = urllib.request.Request(
         f"{ENDPOINT}/_sluice/faults", data=json.dumps(body).encode(), method="POST"
     )

@@ -30,6 +30,7 @@ from tests.integration.pipeline_helpers import (
 
 pytestmark = pytest.mark.integration
 DATASET = "leads"
+ENDPOINT = f"sluice-dev-{DATASET}"
 #: ROC-AUC on the seeded data: below 0.73 (< threshold 0.75), L1 0.90, L2 0.93, L3 0.96
 BELOW = {"num_round": 1, "max_depth": 1}
 L1 = {"num_round": 3, "max_depth": 2}
@@ -128,7 +129,7 @@ def test_a_model_that_cannot_start_leaves_the_previous_one_serving(
 ) -> None:
     # Given a serving model, and a better challenger whose model will not start
     before = pipeline.serving(DATASET)
-    arm_fault("EndpointStart", message="ModelError: the model failed to load")
+    arm_fault("EndpointStart", match=ENDPOINT, message="ModelError: the model failed to load")
     try:
         described, run = pipeline.run(DATASET, hyperparameters=L3)
     finally:
@@ -180,7 +181,7 @@ def test_a_challenger_below_the_threshold_is_rejected(pipeline: Pipeline) -> Non
 
 def test_a_throttled_sagemaker_call_is_retried_then_succeeds(pipeline: Pipeline) -> None:
     # Given SageMaker throttles the next CreateTrainingJob
-    arm_fault("CreateTrainingJob", code="ThrottlingException", message="Rate exceeded")
+    arm_fault("CreateTrainingJob", match=f"-{DATASET}-", message="Rate exceeded")
     try:
         execution = pipeline.start(DATASET, hyperparameters=L1)
         described = pipeline.wait(execution)
@@ -353,7 +354,7 @@ def test_uploads_during_a_run_coalesce_into_exactly_one_follow_up_run(
     known = {e["executionArn"] for e in pipeline.executions()}
     # Given a run in progress (kept in progress: its evaluation is throttled four times, so it
     # backs off for 30 s or more, whatever the machine's load)
-    arm_fault("CreateProcessingJob", count=4)
+    arm_fault("CreateProcessingJob", match=f"-{DATASET}-", count=4)
     running = pipeline.start(DATASET, hyperparameters=L1)
     wait_for(
         lambda: "Train" in pipeline.states(running), timeout=60, what="the run to start training"

@@ -156,7 +156,7 @@ def _clients(account: str, region: str) -> Any:
 def _start_variant(
     account: str, region: str, endpoint: str, variant: dict[str, Any], workdir: Path
 ) -> Variant:
-    fault = faults.take("sagemaker", "EndpointStart")
+    fault = faults.take("sagemaker", "EndpointStart", endpoint)
     if fault is not None:
         raise DeployFailed(
             f"The primary container for production variant {variant['VariantName']} did not "

@@ -9,6 +9,7 @@ model's own prediction.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -312,7 +313,7 @@ def _with_faults(service: str, operation: str, handler: Handler) -> Handler:
     """A fault armed for this operation (``faults.py``) fails the call as AWS would."""
 
     def handle(context: RequestContext, request: ServiceRequest) -> Any:
-        fault = faults.take(service, operation)
+        fault = faults.take(service, operation, json.dumps(request, default=str))
         if fault is not None:
             raise Throttled(fault.code, fault.message)
         return handler(context, request)

@@ -128,6 +128,9 @@ def test_coalesced_triggers_are_all_recorded() -> None:
         {"type": "upload", "key": "churn/a.csv"},
         {"type": "unknown", "raw": "not json"},
     ]
+    # one queued trigger may arrive unwrapped (not a list): still one trigger, not its letters
+    one = {"type": "coalesced", "triggers": json.dumps({"type": "upload", "key": "k"})}
+    assert prepare.triggers(one) == [{"type": "coalesced"}, {"type": "upload", "key": "k"}]
 
 
 def test_the_reason_is_dug_out_of_nested_causes() -> None:
