@@ -47,8 +47,9 @@ def test_deleting_the_app_stack_removes_the_endpoints_configs_and_models_runs_ma
     assert ours(sagemaker.list_endpoint_configs()["EndpointConfigs"], "EndpointConfigName") == []
     assert ours(sagemaker.list_models()["Models"], "ModelName") == []
     # and, dev not retaining data, no model package either (so the groups can go with the data)
-    for group in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]:
-        packages = sagemaker.list_model_packages(
-            ModelPackageGroupName=group["ModelPackageGroupName"]
-        )["ModelPackageSummaryList"]
-        assert packages == []
+    groups = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+    for name in ours(groups, "ModelPackageGroupName"):
+        assert (
+            sagemaker.list_model_packages(ModelPackageGroupName=name)["ModelPackageSummaryList"]
+            == []
+        ), name
