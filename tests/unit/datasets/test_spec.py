@@ -63,7 +63,7 @@ def test_positive_class_is_last_in_binary_class_order() -> None:
         (lambda d: d["columns"][5].pop("categories"), "category column needs 'categories'"),
         (lambda d: d["columns"][10].update(categories=[0, 1, 2]), "exactly 2 categories"),
         (lambda d: d["columns"].append(dict(d["columns"][0])), "declared twice"),
-        (lambda d: d["columns"][0].update(colour="red"), "unknown field(s) colour"),
+        (lambda d: d["columns"][0].update(colour="red"), "unknown key 'colour'"),
         (lambda d: d["columns"][8].update(min=10, max=1), "min 10.0 is above max 1.0"),
         (lambda d: d["columns"][8].update(min="zero"), "expected a number"),
         (lambda d: d["metric"].update(name="rmse"), "'rmse' is not one of"),
