@@ -248,6 +248,10 @@ def stop_all() -> None:
         endpoint.stop()
 
 
+#: the one "instance" behind a local variant (names its log stream as AWS does: <variant>/<id>)
+INSTANCE_ID = "i-0000000000local"
+
+
 @dataclass
 class Answer:
     status: int
@@ -278,8 +282,9 @@ def invoke(
                 response.headers.get("Content-Type", "application/json"),
                 variant.name,
             )
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, error.read(), "text/plain", variant.name)
+    except urllib.error.HTTPError as error:  # the container's 4xx/5xx, body and type as sent
+        content_type = error.headers.get("Content-Type", "text/plain")
+        return Answer(error.code, error.read(), content_type, variant.name)
 
 
 def capture(
