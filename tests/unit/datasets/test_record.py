@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +110,24 @@ def test_a_csv_body_without_a_header_is_the_record_without_pii_in_spec_order() -
     assert records.columns["days_active"].to_pylist() == [10.5]
     with pytest.raises(RecordError, match="neither a header"):
         shape.from_csv("C1,basic\n")
+
+
+def test_the_readmes_worked_example_holds() -> None:
+    # Given the README's churn row as uploaded and the request it says is made from it
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme[readme.index("## The prediction record") :]
+    upload = section.split("```csv\n", 1)[1].split("```", 1)[0]
+    request = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    shape = RecordShape(churn())
+    # When both are checked: the CSV minus the target column, and the JSON request
+    header, line = (next(csv.reader([text])) for text in upload.strip().splitlines())
+    keep = [i for i, name in enumerate(header) if name != "churned"]
+    as_csv = ",".join(header[i] for i in keep) + "\n" + ",".join(line[i] for i in keep) + "\n"
+    from_csv, from_json = shape.from_csv(as_csv), shape.from_json(json.dumps(request))
+    # Then both give the features the README states, and the id to echo
+    for records in (from_csv, from_json):
+        assert records.ids == {0: "C1042"}
+        assert records.columns["signup_dow"].to_pylist() == [0]
+        assert records.columns["signup_hour"].to_pylist() == [8]
+        assert round(records.columns["days_active"][0].as_py(), 1) == 635.4
+    assert "`days_active` 635.4" in section
