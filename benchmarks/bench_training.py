@@ -94,6 +94,7 @@ def _bench_predict(model_dir: Path) -> float:
     table = raw_table(spec, PREDICT_ROWS, seed=11).drop_columns([spec.target_column])
     body = json.dumps({"instances": table.to_pylist()})
     batch = inference.input_fn(body, inference.JSON)
+    assert isinstance(batch, inference.Batch), batch
     matrix = batch.matrix
     inference.predict_fn(batch, model)  # warm-up
     floor = ours = float("inf")

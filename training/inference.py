@@ -22,14 +22,17 @@ Client errors leave the container as 4xx, never 500 (a 500 counts in the endpoin
 ``Invocation5XXErrors``, which is a rollback alarm; a malformed request must never roll a good
 model back). Body: ``{"error": {"code": "invalid_input", "message": "...", "details":
 [{"instance": 0, "field": "plan", "message": "..."}]}}`` with status 400 (``unsupported_media_type``
-415, ``not_acceptable`` 406). How: SageMaker's XGBoost container serves script mode with
-sagemaker-containers' Flask worker, whose transformer turns any exception from the handlers into
-a 500 except one that is a werkzeug ``HTTPException``: Flask answers that with the exception's own
-status, body and headers. So ``ClientError`` is an ``HTTPException`` whenever werkzeug is
-importable (it is in the container: Flask's), and also a sagemaker-inference-toolkit
-``BaseInferenceToolkitError`` when that toolkit is installed (the multi-model server path, which
-answers with its ``status_code``). Without either it is a plain ``ValueError`` with the same
-attributes; ``training.local predict`` exits 2 on it.
+415, ``not_acceptable`` 406). How, in SageMaker's terms: the XGBoost container serves script mode
+with sagemaker-containers (gunicorn + a Flask app whose ``/invocations`` view is the
+transformer's ``transform()``). The transformer wraps every handler of this module in
+``_functions.error_wrapper``, which re-raises *any* exception as ``_errors.ClientError``; Flask
+answers that with 500. What the transformer does not touch is a handler's return value:
+``output_fn``'s result goes to Flask as the view's response. So a client error is not raised here:
+``input_fn`` returns it (a ``ClientError``) instead of a batch, ``predict_fn`` passes it on
+without calling the model, and ``output_fn`` returns its response (a werkzeug ``Response`` with
+the status, JSON body and ``Content-Type``; werkzeug is Flask's, in the image).
+``training.local predict`` exits 2 on it. (The multi-model server path, with
+sagemaker-inference-toolkit, is not used by Sluice.)
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -54,62 +57,29 @@ CSV = "text/csv"
 
 
 # ---------------------------------------------------------------------- client errors
-def _client_error_base() -> type:
-    """A base class the serving stacks answer with the error's status (module docstring)."""
-    bases: list[type] = []
-    try:
-        from werkzeug.exceptions import HTTPException
+class ClientError(ValueError):
+    """A request the client must fix, answered with ``status`` and the JSON error body.
 
-        bases.append(HTTPException)
-    except ImportError:
-        pass
-    try:
-        from sagemaker_inference.errors import BaseInferenceToolkitError
-
-        bases.append(BaseInferenceToolkitError)
-    except ImportError:
-        pass
-    return type("_ClientErrorBase", (*bases, ValueError), {})
-
-
-if TYPE_CHECKING:
-    _ClientErrorBase = ValueError
-else:
-    _ClientErrorBase = _client_error_base()
-
-
-class ClientError(_ClientErrorBase):
-    """A request the client must fix: answered with ``status`` and the JSON error body."""
+    Returned by ``input_fn`` (and passed on by ``predict_fn``), not raised: the container would
+    turn a raised exception into a 500 (module docstring).
+    """
 
     status = 400
     error_code = "invalid_input"
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
-        Exception.__init__(self, message)
-        self.text = message
+        super().__init__(message)
         self.details = details or []
-        # werkzeug.exceptions.HTTPException: the status, and no prepared response
-        self.code = self.status
-        self.description = message
-        self.response = None
-        # sagemaker_inference BaseInferenceToolkitError: status, body, reason phrase
-        self.status_code = self.status
-        self.message = self.body()
-        self.phrase = self.error_code
 
     def body(self) -> str:
-        error = {"code": self.error_code, "message": self.text, "details": self.details}
+        error = {"code": self.error_code, "message": str(self), "details": self.details}
         return json.dumps({"error": error})
 
-    # what Flask's handling of an HTTPException answers with
-    def get_body(self, *args: Any, **kwargs: Any) -> str:
-        return self.body()
+    def response(self) -> Any:
+        """What ``output_fn`` hands the container's Flask app: status, body, content type."""
+        from werkzeug.wrappers import Response
 
-    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
-        return [("Content-Type", JSON)]
-
-    def __str__(self) -> str:
-        return self.text
+        return Response(self.body(), status=self.status, mimetype=JSON)
 
 
 class InvalidInputError(ClientError):
@@ -186,7 +156,8 @@ def _media(content_type: str | None) -> str:
     return (content_type or JSON).split(";")[0].strip().lower()
 
 
-def input_fn(input_data: str | bytes, content_type: str | None) -> Batch:
+def input_fn(input_data: str | bytes, content_type: str | None) -> Batch | ClientError:
+    """The checked, encoded records; or, for a bad request, the client error to answer with."""
     model = _model()
     assert _SHAPE is not None
     media = _media(content_type)
@@ -196,11 +167,11 @@ def input_fn(input_data: str | bytes, content_type: str | None) -> Batch:
         elif media == CSV:
             records = _SHAPE.from_csv(input_data)
         else:
-            raise UnsupportedMediaError(
+            return UnsupportedMediaError(
                 f"unsupported content type {content_type!r}; use {JSON} or {CSV}"
             )
     except RecordError as exc:
-        raise InvalidInputError.from_record_error(exc) from None
+        return InvalidInputError.from_record_error(exc)
     return Batch(encode_table(pa.table(records.columns), model.schema), records.ids)
 
 
@@ -212,8 +183,10 @@ def model_version(model: LoadedModel) -> str:
     )
 
 
-def predict_fn(input_data: Batch, model: LoadedModel) -> Prediction:
+def predict_fn(input_data: Batch | ClientError, model: LoadedModel) -> Prediction | ClientError:
     """One ``inplace_predict`` over the whole batch; labels derived with numpy."""
+    if isinstance(input_data, ClientError):
+        return input_data
     schema = model.schema
     values = model.scores(input_data.matrix)
     labels = None
@@ -251,8 +224,11 @@ def _rows(prediction: Prediction) -> list[dict[str, Any]]:
     return rows
 
 
-def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
-    """The body and its content type (a tuple, so the container sends that type)."""
+def output_fn(prediction: Prediction | ClientError, accept: str | None) -> Any:
+    """The body and its content type (a tuple, so the container sends that type); for a client
+    error, its response (status, JSON body)."""
+    if isinstance(prediction, ClientError):
+        return prediction.response()
     media = _media(accept if accept and accept != "*/*" else JSON)
     if media == JSON:
         doc = {"predictions": _rows(prediction), "model_version": prediction.model_version}
@@ -266,4 +242,4 @@ def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
             else:
                 writer.writerow([row.get("label", row.get("value"))])
         return out.getvalue(), CSV
-    raise NotAcceptableError(f"unsupported accept type {accept!r}; use {JSON} or {CSV}")
+    return NotAcceptableError(f"unsupported accept type {accept!r}; use {JSON} or {CSV}").response()

@@ -176,10 +176,9 @@ def predict(model: Path, input_file: Path) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    try:
-        batch = inference.input_fn(body, content_type)
-    except inference.ClientError as exc:
-        lines = [str(FieldError(**d)) for d in exc.details] or [str(exc)]
+    batch = inference.input_fn(body, content_type)
+    if isinstance(batch, inference.ClientError):
+        lines = [str(FieldError(**d)) for d in batch.details] or [str(batch)]
         print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)
         return 2
     answer, _ = inference.output_fn(inference.predict_fn(batch, loaded), inference.JSON)

@@ -1,20 +1,22 @@
 """A SageMaker inference container stand-in: serves a model's ``inference.py`` over HTTP.
 
-Runs in the local "image" interpreter (the project venv), standard library only (werkzeug when the
-venv has it). Like the framework containers: ``model_fn(model_dir)`` loads the model once at
-start (a failure stops the worker, so the endpoint fails instead of going InService), then
-``GET /ping`` and ``POST /invocations`` run ``input_fn`` -> ``predict_fn`` -> ``output_fn`` (or
-``transform_fn``). The chosen port is written to ``--ready-file`` once the model is loaded.
+Runs in the local "image" interpreter (the project venv), standard library only. Like the
+framework containers: ``model_fn(model_dir)`` loads the model once at start (a failure stops the
+worker, so the endpoint fails instead of going InService), then ``GET /ping`` and
+``POST /invocations`` run ``input_fn`` -> ``predict_fn`` -> ``output_fn`` (or ``transform_fn``).
+The chosen port is written to ``--ready-file`` once the model is loaded.
 
 What happens to a handler's result and exceptions is what the XGBoost container's script-mode
 server does (sagemaker-containers' transformer in a Flask app under gunicorn):
-- an exception that is a werkzeug ``HTTPException`` is answered by Flask with its own status,
-  body and headers (``exc.get_response()``): this is how a handler answers a client error (4xx);
-- the default handlers' unsupported content or accept type answers 415 / 406 with the
-  transformer's JSON error (``{"error": "UnsupportedFormatError", "error-message": ...}``);
-- any other exception answers 500 (its traceback goes to the log, never the request body);
-- a ``(body, content_type)`` tuple is sent with that content type; a werkzeug ``Response`` as
-  it is; a bare ``str``/``bytes`` with Flask's default ``text/html; charset=utf-8``.
+- the transformer wraps every handler the module defines in ``error_wrapper``, which re-raises
+  any exception as its ``ClientError``, and Flask answers that with 500: so any exception from
+  the module's handlers (a werkzeug ``HTTPException`` too) answers 500; its traceback goes to
+  the log, never the request body;
+- the defaults' unsupported content or accept type (where the module defines no handler)
+  answers 415 / 406 with the transformer's JSON error, as sagemaker-containers' own defaults do;
+- the result is the response: a ``(body, content_type)`` tuple is sent with that content type; a
+  werkzeug ``Response`` as it is, status included (how a handler answers a client error with a
+  4xx); a bare ``str``/``bytes`` with Flask's default ``text/html; charset=utf-8``.
 """
 
 from __future__ import annotations
@@ -46,28 +48,12 @@ class Reply:
     content_type: str
 
 
-def _http_exception() -> type | None:
-    try:
-        from werkzeug.exceptions import HTTPException
-    except ImportError:
-        return None
-    return HTTPException
-
-
-HTTP_EXCEPTION = _http_exception()
-
-
-def _from_response(response: Any) -> Reply:
-    """A werkzeug Response (a handler's, or an HTTPException's) as the reply Flask sends."""
-    content_type = response.headers.get("Content-Type", FLASK_DEFAULT_TYPE)
-    return Reply(int(response.status_code), bytes(response.get_data()), content_type)
-
-
 def _from_result(result: Any, accept: str) -> Reply:
     if isinstance(result, tuple):
         payload, content_type = result[0], result[1]
-    elif hasattr(result, "get_data") and hasattr(result, "status_code"):
-        return _from_response(result)
+    elif hasattr(result, "get_data") and hasattr(result, "status_code"):  # a werkzeug Response
+        content_type = result.headers.get("Content-Type", FLASK_DEFAULT_TYPE)
+        return Reply(int(result.status_code), bytes(result.get_data()), content_type)
     else:
         payload, content_type = result, FLASK_DEFAULT_TYPE
     if isinstance(payload, str):
@@ -135,8 +121,6 @@ class Handlers:
             }
             return Reply(exc.status, json.dumps(error).encode(), "application/json")
         except Exception as exc:
-            if HTTP_EXCEPTION is not None and isinstance(exc, HTTP_EXCEPTION):
-                return _from_response(exc.get_response())
             traceback.print_exc()
             return Reply(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain")
 

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-from werkzeug.exceptions import HTTPException
 
 from training import inference
 
@@ -54,9 +53,9 @@ def _predict(body: str, content_type: str = inference.JSON) -> dict:
 
 
 def _reject(body: str, content_type: str = inference.JSON) -> inference.InvalidInputError:
-    with pytest.raises(inference.InvalidInputError) as info:
-        inference.input_fn(body, content_type)
-    return info.value
+    error = inference.input_fn(body, content_type)
+    assert isinstance(error, inference.InvalidInputError), error
+    return error
 
 
 def test_an_uploaded_row_is_a_prediction_request(model):
@@ -170,13 +169,14 @@ def test_every_problem_is_listed_in_the_json_error_body(model):
     assert "instance 1, field 'x'" in body["error"]["message"]
 
 
-def test_the_error_is_what_the_containers_flask_answers_with_400(model):
-    # SageMaker's XGBoost container serves with Flask: a werkzeug HTTPException raised by a
-    # handler becomes its own response; any other exception a 500
-    error = _reject(_body({**ROW, "plan": "gold"}))
-    assert isinstance(error, HTTPException)
-    response = error.get_response()
-    assert response.status_code == 400
+def test_a_client_error_travels_to_output_fn_and_leaves_as_a_400_response(model):
+    # SageMaker's XGBoost container turns any exception a handler raises into a 500, and sends
+    # what output_fn returns as the response: so the error is returned, never raised
+    error = inference.input_fn(_body({**ROW, "plan": "gold"}), inference.JSON)
+    assert isinstance(error, inference.InvalidInputError)
+    passed_on = inference.predict_fn(error, model)
+    response = inference.output_fn(passed_on, "application/json")
+    assert passed_on is error and response.status_code == 400
     assert response.headers["Content-Type"] == "application/json"
     assert json.loads(response.get_data())["error"]["details"][0]["field"] == "plan"
 
@@ -220,13 +220,13 @@ def test_csv_errors_name_the_field_and_the_row(model):
 
 
 def test_unsupported_media_types_answer_415_and_406(model):
-    with pytest.raises(inference.UnsupportedMediaError) as info:
-        inference.input_fn("x", "application/x-parquet")
-    assert info.value.get_response().status_code == 415
+    error = inference.input_fn("x", "application/x-parquet")
+    assert isinstance(error, inference.UnsupportedMediaError)
+    assert inference.output_fn(error, "application/json").status_code == 415
     prediction = inference.predict_fn(inference.input_fn(_body(ROW), inference.JSON), model)
-    with pytest.raises(inference.NotAcceptableError) as refused:
-        inference.output_fn(prediction, "application/xml")
-    assert refused.value.status == 406
+    refused = inference.output_fn(prediction, "application/xml")
+    assert refused.status_code == 406
+    assert json.loads(refused.get_data())["error"]["code"] == "not_acceptable"
     answer, media = inference.output_fn(prediction, "text/csv")
     assert media == "text/csv" and answer.count("\n") == 1
 

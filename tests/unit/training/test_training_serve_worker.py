@@ -1,8 +1,9 @@
 """The local cloud's serving worker answers as SageMaker's XGBoost container does.
 
 The worker runs as the local cloud runs it: a process of the project venv serving a model's
-``code/inference.py`` over HTTP. A client error from the handlers is a 4xx with the handler's body
-(werkzeug ``HTTPException``, as Flask answers it in the container), never a 500.
+``code/inference.py`` over HTTP. A client error is the response ``output_fn`` returns (status and
+body), never a 500; any exception a handler raises is a 500, as the container's transformer
+makes it.
 """
 
 from __future__ import annotations
@@ -99,13 +100,19 @@ def test_the_worker_keeps_serving_after_client_errors(worker):
     assert _post(worker, json.dumps({"instances": [ROW]}), "application/json")[0] == 200
 
 
-def test_any_other_handler_exception_is_a_500(tmp_path, churn_model):
-    # Given handlers whose input_fn fails with an ordinary exception (a bug, not the client's)
+@pytest.mark.parametrize(
+    "raised",
+    ["KeyError('boom')", "__import__('werkzeug.exceptions').exceptions.BadRequest('raised')"],
+    ids=["a bug", "even an HTTPException"],
+)
+def test_an_exception_raised_by_a_handler_is_a_500(tmp_path, churn_model, raised):
+    # Given handlers whose input_fn raises (the container's transformer re-raises any exception
+    # from the module's handlers as its ClientError, which Flask answers with 500)
     code = tmp_path / "code"
     code.mkdir()
     (code / "inference.py").write_text(
         "def model_fn(model_dir):\n    return None\n"
-        "def input_fn(body, content_type):\n    raise KeyError('boom')\n"
+        f"def input_fn(body, content_type):\n    raise {raised}\n"
     )
     process, port = _start(churn_model, code, tmp_path)
     try:
