@@ -72,10 +72,6 @@ class RecordError(ValueError):
         text = "; ".join(map(str, self.details))
         super().__init__(text + (f" (and {self.more} more)" if self.more > 0 else ""))
 
-    @property
-    def message(self) -> str:
-        return str(self)
-
 
 @dataclass(frozen=True)
 class Records:
