@@ -14,9 +14,10 @@ server does (sagemaker-containers' transformer in a Flask app under gunicorn):
   the log, never the request body;
 - the defaults' unsupported content or accept type (where the module defines no handler)
   answers 415 / 406 with the transformer's JSON error, as sagemaker-containers' own defaults do;
-- the result is the response: a ``(body, content_type)`` tuple is sent with that content type; a
-  werkzeug ``Response`` as it is, status included (how a handler answers a client error with a
-  4xx); a bare ``str``/``bytes`` with Flask's default ``text/html; charset=utf-8``.
+- the result is the response: a ``(body, mimetype)`` tuple is a 200 of that type (werkzeug adds
+  ``; charset=utf-8`` to ``text/*``); a werkzeug ``Response`` is sent as it is, status included
+  (how a handler answers a client error with a 4xx); a bare ``str``/``bytes`` goes out with
+  Flask's default ``text/html; charset=utf-8``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class Reply:
 
 def _from_result(result: Any, accept: str) -> Reply:
     if isinstance(result, tuple):
-        payload, content_type = result[0], result[1]
+        payload, content_type = result[0], result[1] or accept
+        if content_type.startswith("text/") and "charset" not in content_type:
+            content_type += "; charset=utf-8"
     elif hasattr(result, "get_data") and hasattr(result, "status_code"):  # a werkzeug Response
         content_type = result.headers.get("Content-Type", FLASK_DEFAULT_TYPE)
         return Reply(int(result.status_code), bytes(result.get_data()), content_type)
@@ -58,7 +61,7 @@ def _from_result(result: Any, accept: str) -> Reply:
         payload, content_type = result, FLASK_DEFAULT_TYPE
     if isinstance(payload, str):
         payload = payload.encode()
-    return Reply(200, bytes(payload), content_type or accept)
+    return Reply(200, bytes(payload), content_type)
 
 
 def default_input_fn(body: bytes, content_type: str) -> Any:

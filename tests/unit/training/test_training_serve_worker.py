@@ -125,3 +125,18 @@ def test_an_exception_raised_by_a_handler_is_a_500(tmp_path, churn_model, raised
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_csv_answer_has_the_type_flask_gives_it(worker):
+    # output_fn returns ("...", "text/csv"); Flask's Response adds the charset to text types
+    header = ",".join(ROW) + "\n" + ",".join(str(v) for v in ROW.values()) + "\n"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker}/invocations",
+        data=header.encode(),
+        method="POST",
+        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+        label, probability = response.read().decode().strip().split(",")
+    assert label in ("0", "1") and 0 <= float(probability) <= 1
