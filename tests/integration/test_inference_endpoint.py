@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from datasets.generate import write_csv
 from datasets.spec import load_spec
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import metric_sum, wait_for
 from training import local as training_local
 from training.sample import write_curated
 
@@ -133,5 +133,12 @@ def test_a_bad_request_is_a_client_error_of_the_model_not_a_server_error(
         (1, "signup_ts"),
         (1, "plan"),
     ]
+    # And it counts as the model's 4xx in CloudWatch, never as a 5xx (the rollback alarm's metric)
+    wait_for(
+        lambda: metric_sum(aws, endpoint, "Invocation4XXErrors") >= 1,
+        timeout=15,
+        what="the 4xx in CloudWatch",
+    )
+    assert metric_sum(aws, endpoint, "Invocation5XXErrors") == 0
     # And the endpoint goes on serving
     assert _invoke(aws, endpoint, json.dumps({"instances": rows[:1]}))["predictions"]
