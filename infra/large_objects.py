@@ -136,7 +136,7 @@ class LargeObjectProcessing(Construct):
                 self, "JobSecurityGroup", description=f"Sluice {config.stage} ingestion jobs"
             )
             network.grant_interfaces(self, self.role, self.network, service="sagemaker")
-            self.environment["PROCESSING_SUBNET_IDS"] = ",".join(self.network.subnet_ids)
+            self.environment["PROCESSING_SUBNET_IDS"] = cdk.Fn.join(",", self.network.subnet_ids)
             self.environment["PROCESSING_SECURITY_GROUP_IDS"] = (
                 self.network.security_group.security_group_id
             )
