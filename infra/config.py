@@ -79,6 +79,14 @@ class VpcConfig:
             return
         if not self.subnet_ids:
             raise ConfigError("-c vpc: an existing VPC needs its private subnet_ids")
+        for prefix, ids in (
+            ("vpc-", (self.vpc_id,)),
+            ("subnet-", self.subnet_ids),
+            ("rtb-", self.route_table_ids),
+        ):
+            wrong = [i for i in ids if not str(i).startswith(prefix)]
+            if wrong:
+                raise ConfigError(f"-c vpc: {', '.join(map(str, wrong))} is not a {prefix}... id")
         if len(self.availability_zones) != len(self.subnet_ids):
             raise ConfigError("-c vpc: give one availability zone per subnet, in order")
         if len(self.route_table_ids) != len(self.subnet_ids):

@@ -73,14 +73,21 @@ class Workload:
         }
 
     def sagemaker_job_network(self, *, isolated: bool) -> dict[str, object]:
-        """A processing job's ``NetworkConfig`` (training jobs take the same three keys at the
-        top level of the request): in the VPC, traffic between instances encrypted, and the
-        container cut off from every network unless it must call AWS APIs itself."""
+        """A processing job's ``NetworkConfig``, or the same three keys at the top level of a
+        training job's request (``CreateTrainingJob``): in the VPC, traffic between instances
+        encrypted, and the container cut off from every network (``isolated``) unless its own
+        code must call AWS APIs. SageMaker itself still fetches channels and writes the model
+        through the VPC's S3 gateway endpoint."""
         return {
             "EnableNetworkIsolation": isolated,
             "EnableInterContainerTrafficEncryption": True,
             "VpcConfig": self.sagemaker_vpc_config(),
         }
+
+    def sagemaker_model_network(self) -> dict[str, object]:
+        """Top-level keys of ``CreateModel``: its endpoints' containers run in the VPC, isolated
+        (a model server needs no outbound network: SageMaker loads the model for it)."""
+        return {"EnableNetworkIsolation": True, "VpcConfig": self.sagemaker_vpc_config()}
 
 
 class Network(Construct):

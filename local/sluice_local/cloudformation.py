@@ -98,7 +98,7 @@ def _tags(model: Properties, resource_type: str) -> list[dict[str, Any]]:
 
 
 class SecurityGroupIngressProvider(ResourceProvider[Properties]):
-    """``AWS::EC2::SecurityGroupIngress``: one rule added to a group (AuthorizeSecurityGroupIngress).
+    """``AWS::EC2::SecurityGroupIngress``: one rule added to a group (its Authorize call).
 
     The physical id is the rule's id, as on AWS; delete revokes exactly that rule.
     """

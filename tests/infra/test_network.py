@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
 
 from infra.config import ConfigError, VpcConfig, stage_config
+from infra.network import Network
 from tests.infra.conftest import endpoint_services, make_app, stack
 from tests.infra.test_security import EXISTING_VPC
 
@@ -222,3 +225,31 @@ def test_vpc_config_rejects_what_cannot_work(value: object, message: str) -> Non
 def test_the_app_stack_outputs_the_vpc(created: Template) -> None:
     outputs = created.find_outputs("VpcId")
     assert outputs and "Ref" in outputs["VpcId"]["Value"]
+
+
+def test_an_id_of_the_wrong_kind_is_named() -> None:
+    with pytest.raises(ConfigError, match="rtb-0123456789abcdef0 is not a subnet-"):
+        stage_config(
+            "dev", {"vpc": {**EXISTING_VPC, "subnet_ids": ["rtb-0123456789abcdef0", "subnet-1"]}}
+        )
+
+
+def test_sagemaker_specs_put_jobs_and_models_in_the_workloads_subnets() -> None:
+    app = cdk.App()
+    scope = cdk.Stack(app, "S")
+    network = Network(
+        scope,
+        "Net",
+        config=stage_config("dev"),
+        vpc_config=VpcConfig.parse(EXISTING_VPC) or VpcConfig(),
+        key=kms.Key(scope, "Key"),
+    )
+    workload = network.workload(scope, "Training", description="training jobs")
+    group = workload.security_group.security_group_id
+    vpc = {"SecurityGroupIds": [group], "Subnets": EXISTING_VPC["subnet_ids"]}
+    assert workload.sagemaker_job_network(isolated=True) == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": vpc,
+    }
+    assert workload.sagemaker_model_network() == {"EnableNetworkIsolation": True, "VpcConfig": vpc}
