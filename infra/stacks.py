@@ -19,6 +19,7 @@ from infra.ingestion import Ingestion
 from infra.nag import acknowledge_framework_singletons
 from infra.network import Network
 from infra.notifications import Notifications
+from infra.rollout import Rollout, declared_datasets
 
 
 class StatefulStack(cdk.Stack):
@@ -79,6 +80,13 @@ class StatelessStack(cdk.Stack):
         )
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
+        )
+        self.rollout = Rollout(
+            self,
+            "Rollout",
+            config=config,
+            datasets=declared_datasets(),
+            alerts=self.notifications.topic,
         )
         ingestion = self.ingestion
         for name, value in {

@@ -36,6 +36,9 @@ export LAMBDA_RUNTIME_EXECUTOR=subprocess PROVIDER_OVERRIDE_DYNAMODB=moto
 # (LocalStack's or sluice_local's); tests/integration/test_cloudformation.py holds this.
 export CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES=0
 export LAMBDA_KEEPALIVE_MS="${LAMBDA_KEEPALIVE_MS:-60000}"
+# local time runs this many times faster than AWS for deployment waits and alarms on endpoint
+# metrics (a 60 s alarm period is 1 s locally); 1 = real time. See local/README.md.
+export SLUICE_TIME_SCALE="${SLUICE_TIME_SCALE:-60}"
 # TMPDIR too: LocalStack unzips Lambda code under it (it logs a harmless deprecation warning)
 export FILESYSTEM_ROOT="$state/fs" CONFIG_DIR="$state/config" TMPDIR="$state/tmp"
 mkdir -p "$TMPDIR"

@@ -83,6 +83,13 @@ def sagemaker_runtime() -> Service:
     return create_runtime_service()
 
 
+@aws_provider(api="application-autoscaling")
+def application_autoscaling() -> Service:
+    from sluice_local.autoscaling import create_service
+
+    return create_service()
+
+
 @aws_provider(api="dynamodb", name="moto")
 def dynamodb_moto() -> Service:
     from sluice_local.dynamodb import create_dynamodb_service
@@ -107,6 +114,20 @@ def install_cfn_response_route() -> None:
 @hooks.on_infra_start()
 def install_s3_bucket_properties() -> None:
     from sluice_local.s3_bucket import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_endpoint_alarms() -> None:
+    from sluice_local.cloudwatch import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_settings_route() -> None:
+    from sluice_local.routes import install
 
     install()
 
