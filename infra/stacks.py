@@ -18,6 +18,7 @@ from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
 from infra.model_registry import ModelRegistry
 from infra.nag import acknowledge_framework_singletons
+from infra.network import Network
 from infra.notifications import Notifications
 from infra.rollout import Rollout, declared_datasets
 from infra.training_pipeline import TrainingPipeline
@@ -68,8 +69,19 @@ class StatelessStack(cdk.Stack):
         self.config = config
         self.data_lake = lake = data_lake
         self.notifications = Notifications(self, "Notifications", config=config, key=lake.key)
+        #: the stage's private network, or None (then functions use AWS's public endpoints)
+        self.network = (
+            Network(self, "Network", config=config, vpc_config=config.vpc, key=lake.key)
+            if config.vpc is not None
+            else None
+        )
         self.ingestion = Ingestion(
-            self, "Ingestion", config=config, lake=lake, alerts=self.notifications.topic
+            self,
+            "Ingestion",
+            config=config,
+            lake=lake,
+            alerts=self.notifications.topic,
+            network=self.network,
         )
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
@@ -81,6 +93,7 @@ class StatelessStack(cdk.Stack):
             lake=lake,
             registry=model_registry,
             topic=self.notifications.topic,
+            network=self.network,
         )
         self.rollout = Rollout(
             self,
@@ -102,6 +115,8 @@ class StatelessStack(cdk.Stack):
             "RunLockTableName": self.training.locks.table_name,
         }.items():
             cdk.CfnOutput(self, name, value=value)
+        if self.network is not None:
+            cdk.CfnOutput(self, "VpcId", value=self.network.vpc.vpc_id)
         # Further components are composed here as they land (see DESIGN.md).
 
 

@@ -35,7 +35,6 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -46,14 +45,16 @@ from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import REPO_ROOT, RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import nag_resource
+from infra.log_groups import encrypted_log_group
 from infra.model_registry import ModelRegistry
+from infra.network import Network
 from infra.sagemaker_images import XgboostImage
 
 STATEMACHINES = REPO_ROOT / "statemachines"
 TRAINING_ASL = STATEMACHINES / "training_pipeline.asl.json"
 DEPLOY_ASL = STATEMACHINES / "deploy_model.asl.json"
 #: what goes into sourcedir.tar.gz (training/package.py lays it out)
-SOURCEDIR_INPUTS = ("training", "datasets/__init__.py", "datasets/spec.py")
+SOURCEDIR_INPUTS = ("training", "datasets")
 #: the functions of lambdas/pipeline, one per step
 STEPS = ("prepare", "register", "resolve", "record", "teardown")
 #: the EventBridge rules Step Functions manages for .sync tasks (AWS's fixed names)
@@ -99,8 +100,10 @@ def _network(config: StageConfig) -> dict[str, Any]:
     """The one place where jobs and models would join the stage's private network.
 
     Jobs and models already run with network isolation and inter-container encryption (in the
-    ASL). When the stage gets a VPC (the hardening issue), its subnets and security group go
-    into the functions' environment here and the ASL's tasks gain ``VpcConfig``/``NetworkConfig``.
+    ASL), and the pipeline's functions join the stage's VPC through the function factory. Not
+    yet: the jobs and models in its subnets — ``Network``'s ``Workload.sagemaker_vpc_config()``
+    goes into the functions' environment here, and the ASL's Train, Evaluate and Create model
+    states gain ``VpcConfig`` from the run (see README, "What is left").
     """
     return {}
 
@@ -115,8 +118,10 @@ class TrainingPipeline(Construct):
         lake: DataLake,
         registry: ModelRegistry,
         topic: sns.ITopic,
+        network: Network | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        self.network = network
         if config.training_instance_count != 1:
             raise ValueError(
                 f"training_instance_count={config.training_instance_count}: one training "
@@ -229,6 +234,8 @@ class TrainingPipeline(Construct):
             description=f"Sluice training pipeline: {step}",
             timeout=Duration.minutes(5),
             memory_size=512,
+            key=self.lake.key,
+            network=self.network,
             with_specs=True,
             exclude=RUNTIME_PROVIDED,
             environment=env,
@@ -237,13 +244,7 @@ class TrainingPipeline(Construct):
     def _state_machine(
         self, id_: str, asl: Path, name: str, substitutions: dict[str, str]
     ) -> sfn.StateMachine:
-        log_group = logs.LogGroup(
-            self,
-            f"{id_}Logs",
-            encryption_key=self.lake.key,
-            retention=self.config.log_retention,
-            removal_policy=self.config.removal_policy,
-        )
+        log_group = encrypted_log_group(self, f"{id_}Logs", config=self.config, key=self.lake.key)
         role = iam.Role(
             self,
             f"{id_}Role",

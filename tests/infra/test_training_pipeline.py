@@ -293,7 +293,7 @@ def test_curated_uploads_and_manual_approvals_start_the_right_machines(
     detail = approval["Properties"]["EventPattern"]["detail"]
     assert detail["ModelApprovalStatus"] == ["Approved"]
     assert detail["CustomerMetadataProperties"] == {"approval": ["manual"]}
-    assert detail["ModelPackageGroupName"] == ["sluice-dev-churn", "sluice-dev-leads"]
+    assert detail["ModelPackageGroupName"] == [f"sluice-dev-{d}" for d in declared_datasets()]
 
 
 def test_state_machines_log_encrypted_and_trace(dev: dict[str, Template]) -> None:
@@ -314,8 +314,7 @@ def test_stack_deletion_removes_what_runs_created(
     (dev_teardown,) = dev["sluice-dev-app"].find_resources("Custom::PipelineTeardown").values()
     (prod_teardown,) = prod["sluice-prod-app"].find_resources("Custom::PipelineTeardown").values()
     assert json.loads(dev_teardown["Properties"]["PackageGroups"]) == [
-        "sluice-dev-churn",
-        "sluice-dev-leads",
+        f"sluice-dev-{d}" for d in declared_datasets()
     ]
     assert json.loads(prod_teardown["Properties"]["PackageGroups"]) == []  # prod retains them
     statements = _statements(dev["sluice-dev-app"], "TrainingPipelineTeardown")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -26,22 +27,25 @@ RUN_TIMEOUT = 240
 TEST_PII_KEY = "integration-tests-only-pii-key"
 
 
-def model_request(dataset: str, curated_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The request body for rows of an upload.
+def model_request(dataset: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The request body for rows of an upload: the rows as the upload has them, minus the
+    target (the record shape, datasets/record.py). The one place to change if it changes."""
+    target = load_spec(spec_path(dataset)).target_column  # type: ignore[arg-type]
+    return {"instances": [{k: v for k, v in row.items() if k != target} for row in rows]}
 
-    THE one place to switch when raw records land (#10): then this sends the uploaded rows as
-    they are, minus the target. Until then the model takes its feature shape, which the curated
-    rows of those same uploads hold (ingestion computed the engineered features).
-    """
-    spec = load_spec(spec_path(dataset))  # type: ignore[arg-type]
-    features = [f.name for f in spec.model_features()]
-    return {"instances": [{name: row[name] for name in features} for row in curated_rows]}
+
+def upload_rows(csv_path: Path, limit: int = 5) -> list[dict[str, str]]:
+    """The first rows of an upload, as its CSV holds them."""
+    with csv_path.open(newline="") as f:
+        return [row for row, _ in zip(csv.DictReader(f), range(limit), strict=False)]
 
 
 @dataclass
 class Pipeline:
     aws: Callable[[str], Any]
     outputs: dict[str, str]
+    #: the CSV of the last upload seed_curated wrote
+    last_upload: Path | None = None
 
     @property
     def ledger(self) -> Ledger:
@@ -96,9 +100,10 @@ class Pipeline:
     def seed_curated(self, dataset: str, rows: int, seed: int, tmp: Path, **kw: Any) -> str:
         """Curate a generated upload with ingestion's own code and put it in the curated bucket
         (no event: no run starts). Returns its curated prefix."""
-        csv = tmp / f"{uuid.uuid4().hex[:8]}.csv"
-        write_csv(dataset, rows, csv, seed=seed, **kw)
-        return self.seed_curated_file(dataset, csv, tmp)
+        path = tmp / f"{uuid.uuid4().hex[:8]}.csv"
+        write_csv(dataset, rows, path, seed=seed, **kw)
+        self.last_upload = path
+        return self.seed_curated_file(dataset, path, tmp)
 
     def seed_curated_file(self, dataset: str, csv: Path, tmp: Path) -> str:
         out = tmp / f"curated-{csv.stem}"

@@ -18,7 +18,7 @@ import pytest
 
 from datasets.generate import write_csv
 from tests.integration.helpers import wait_for
-from tests.integration.pipeline_helpers import Pipeline, model_request
+from tests.integration.pipeline_helpers import Pipeline, model_request, upload_rows
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,7 @@ def test_an_upload_is_trained_evaluated_registered_and_served(
     assert serving["status"] == "InService"
     if run["outcome"] == "deployed":
         assert serving["version"] == str(run["model_package"]["version"])
-    rows = pipeline.curated_rows(f"churn/{key.split('/', 1)[1]}/{version}/", limit=10)
-    answer = pipeline.predict("churn", model_request("churn", rows))
+    answer = pipeline.predict("churn", model_request("churn", upload_rows(csv, limit=10)))
     assert len(answer["predictions"]) == 10
     assert {p["label"] for p in answer["predictions"]} <= {0, 1}
     print(f"\nupload -> run ended ({run['outcome']}): {time.monotonic() - started:.1f} s")

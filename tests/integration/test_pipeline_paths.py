@@ -26,6 +26,7 @@ from tests.integration.pipeline_helpers import (
     arm_fault,
     clear_faults,
     model_request,
+    upload_rows,
 )
 
 pytestmark = pytest.mark.integration
@@ -45,9 +46,12 @@ def pipeline(aws: Callable[[str], Any], app_outputs: dict[str, dict[str, str]]) 
 
 
 @pytest.fixture(scope="module")
-def seeded(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """1,500 curated rows of leads (written as ingestion writes them; no run starts)."""
-    return pipeline.seed_curated(DATASET, 1500, 21, tmp_path_factory.mktemp("leads"))
+def seeded(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,500 curated rows of leads (written as ingestion writes them; no run starts); the
+    upload's CSV."""
+    pipeline.seed_curated(DATASET, 1500, 21, tmp_path_factory.mktemp("leads"))
+    assert pipeline.last_upload is not None
+    return pipeline.last_upload
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +91,7 @@ def message_of(inbox: Inbox, run_id: str) -> dict[str, Any]:
 
 
 def test_first_run_creates_the_endpoint_and_serves_the_model(
-    pipeline: Pipeline, seeded: str, notifications: Inbox
+    pipeline: Pipeline, seeded: Path, notifications: Inbox
 ) -> None:
     # Given curated leads and no endpoint yet, When a run is started by hand
     described, run = pipeline.run(DATASET, hyperparameters=L1)
@@ -101,7 +105,7 @@ def test_first_run_creates_the_endpoint_and_serves_the_model(
     assert serving["status"] == "InService" and serving["variant"] == "AllTraffic"
     assert serving["version"] == str(package["version"])
     # and the endpoint answers for rows of the upload, with the model version
-    answer = pipeline.predict(DATASET, model_request(DATASET, pipeline.curated_rows(seeded)))
+    answer = pipeline.predict(DATASET, model_request(DATASET, upload_rows(seeded)))
     assert len(answer["predictions"]) == 5
     assert all(0 <= p["probability"] <= 1 for p in answer["predictions"])
     # and the ledger knows the run: trigger, inputs (URI, hash, counts), metrics, step durations
@@ -125,7 +129,7 @@ def test_first_run_creates_the_endpoint_and_serves_the_model(
 
 
 def test_a_model_that_cannot_start_leaves_the_previous_one_serving(
-    pipeline: Pipeline, seeded: str, notifications: Inbox
+    pipeline: Pipeline, seeded: Path, notifications: Inbox
 ) -> None:
     # Given a serving model, and a better challenger whose model will not start
     before = pipeline.serving(DATASET)
@@ -142,7 +146,7 @@ def test_a_model_that_cannot_start_leaves_the_previous_one_serving(
     after = pipeline.serving(DATASET)
     assert (after["config"], after["version"]) == (before["config"], before["version"])
     assert after["status"] == "InService"
-    assert pipeline.predict(DATASET, model_request(DATASET, pipeline.curated_rows(seeded)))
+    assert pipeline.predict(DATASET, model_request(DATASET, upload_rows(seeded)))
     assert "ping health check" in message_of(notifications, run["run_id"])["Message"]
 
 
@@ -349,7 +353,7 @@ def test_a_segment_gap_above_the_specs_limit_is_rejected(
 
 
 def test_uploads_during_a_run_coalesce_into_exactly_one_follow_up_run(
-    pipeline: Pipeline, seeded: str, tmp_path: Path
+    pipeline: Pipeline, seeded: Path, tmp_path: Path
 ) -> None:
     known = {e["executionArn"] for e in pipeline.executions()}
     # Given a run in progress (kept in progress: its evaluation is throttled four times, so it
