@@ -57,6 +57,8 @@ DEPLOY_ASL = STATEMACHINES / "deploy_model.asl.json"
 SOURCEDIR_INPUTS = ("training", "datasets")
 #: the functions of lambdas/pipeline, one per step
 STEPS = ("prepare", "register", "resolve", "record", "teardown")
+#: AWS services the functions call besides S3 and DynamoDB (interface endpoints in a VPC)
+PIPELINE_SERVICES = ("sagemaker.api", "states", "sns")
 #: the EventBridge rules Step Functions manages for .sync tasks (AWS's fixed names)
 SYNC_RULES = (
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
@@ -100,10 +102,9 @@ def _network(config: StageConfig) -> dict[str, Any]:
     """The one place where jobs and models would join the stage's private network.
 
     Jobs and models already run with network isolation and inter-container encryption (in the
-    ASL), and the pipeline's functions join the stage's VPC through the function factory. Not
-    yet: the jobs and models in its subnets — ``Network``'s ``Workload.sagemaker_vpc_config()``
-    goes into the functions' environment here, and the ASL's Train, Evaluate and Create model
-    states gain ``VpcConfig`` from the run (see README, "What is left").
+    ASL), and the pipeline's functions run in the stage's VPC (the factory). Not yet in it: the
+    jobs and models (``Network``'s ``Workload.sagemaker_vpc_config()`` into the functions'
+    environment here, and ``VpcConfig`` on the ASL's Train, Evaluate and Create model states).
     """
     return {}
 
@@ -236,6 +237,16 @@ class TrainingPipeline(Construct):
             memory_size=512,
             key=self.lake.key,
             network=self.network,
+            uses=PIPELINE_SERVICES,
+            no_dlq_reason=(
+                "Invoked synchronously by the pipeline's state machines (which retry and catch "
+                "its errors into the run's failure path) or, for teardown, by CloudFormation, "
+                "which sees its error."
+            ),
+            concurrency_note=(
+                "At most one run per dataset calls it at a time (the dataset lock), and a run "
+                "calls it a few times; nothing fans out."
+            ),
             with_specs=True,
             exclude=RUNTIME_PROVIDED,
             environment=env,

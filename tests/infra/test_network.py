@@ -14,11 +14,15 @@ from aws_cdk.assertions import Template
 
 from infra.config import ConfigError, VpcConfig, stage_config
 from infra.network import Network
+from infra.training_pipeline import PIPELINE_SERVICES
+from infra.training_pipeline import STEPS as PIPELINE_STEPS
 from tests.infra.conftest import endpoint_services, make_app, stack
 from tests.infra.test_security import EXISTING_VPC
 
 #: what the ingestion function calls besides S3 and DynamoDB (gateway endpoints)
 INGESTION_SERVICES = ["events", "sagemaker.api", "secretsmanager"]
+#: ingestion's and the training pipeline's (its functions notify and read execution history)
+ALL_SERVICES = sorted({*INGESTION_SERVICES, *PIPELINE_SERVICES})
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,7 @@ def test_interface_endpoints_exist_only_for_the_services_the_functions_call(
     created: Template,
 ) -> None:
     interfaces = endpoint_services(created)
-    assert sorted(interfaces) == INGESTION_SERVICES
+    assert sorted(interfaces) == ALL_SERVICES
     (endpoint_group,) = [
         gid
         for gid, g in created.find_resources("AWS::EC2::SecurityGroup").items()
@@ -102,7 +106,8 @@ def test_workloads_may_only_send_https_and_endpoints_only_admit_the_workloads(
     groups = created.find_resources("AWS::EC2::SecurityGroup")
     endpoint_gid = next(g for g, v in groups.items() if "interface endpoints" in str(v))
     workloads = {g: v for g, v in groups.items() if g != endpoint_gid}
-    assert len(workloads) == 2  # the preprocess function, the ingestion jobs
+    # the preprocess function, the ingestion jobs, the training pipeline's functions
+    assert len(workloads) == 2 + len(PIPELINE_STEPS)
     for gid, group in workloads.items():
         assert "SecurityGroupIngress" not in group["Properties"], gid
         (egress,) = group["Properties"]["SecurityGroupEgress"]
@@ -135,7 +140,9 @@ def test_every_function_runs_in_the_private_subnets(created: Template) -> None:
 def test_the_ingestion_job_runs_in_the_private_subnets_with_its_own_group(
     created: Template,
 ) -> None:
-    (function,) = _ours(created).values()
+    (function,) = [
+        f for f in _ours(created).values() if f["Properties"]["Handler"].startswith("lambdas.prep")
+    ]
     env = function["Properties"]["Environment"]["Variables"]
     subnets = env["PROCESSING_SUBNET_IDS"]["Fn::Join"]
     assert subnets[0] == "," and sorted(s["Ref"] for s in subnets[1]) == sorted(
@@ -166,7 +173,7 @@ def test_workload_roles_may_create_interfaces_only_in_the_stages_subnets(
         for pid, p in created.find_resources("AWS::IAM::Policy").items()
         if "VpcAccess" in pid
     }
-    assert len(policies) == 2  # the function's role, the job's role
+    assert len(policies) == 2 + len(PIPELINE_STEPS)  # functions' roles, the job's role
     for pid, statements in policies.items():
         (create,) = [s for s in statements if s["Action"] == "ec2:CreateNetworkInterface"]
         resources = json.dumps(create["Resource"])
@@ -186,7 +193,7 @@ def test_an_existing_vpc_is_used_as_given_without_lookups(existing: Template) ->
         assert props["VpcId"] == EXISTING_VPC["vpc_id"]
     for function in _ours(existing).values():
         assert function["Properties"]["VpcConfig"]["SubnetIds"] == EXISTING_VPC["subnet_ids"]
-    assert sorted(endpoint_services(existing)) == INGESTION_SERVICES
+    assert sorted(endpoint_services(existing)) == ALL_SERVICES
 
 
 @pytest.mark.parametrize("context", ["create", json.dumps(EXISTING_VPC)])
