@@ -18,6 +18,7 @@ from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
 from infra.nag import acknowledge_framework_singletons
 from infra.notifications import Notifications
+from infra.serving import Serving
 
 
 class StatefulStack(cdk.Stack):
@@ -68,7 +69,8 @@ class StatelessStack(cdk.Stack):
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )
-        ingestion = self.ingestion
+        self.serving = Serving(self, "Serving", config=config, lake=lake)
+        ingestion, serving = self.ingestion, self.serving
         for name, value in {
             "NotificationsTopicArn": self.notifications.topic.topic_arn,
             "PreprocessFunctionName": ingestion.function.function.function_name,
@@ -76,6 +78,11 @@ class StatelessStack(cdk.Stack):
             "IngestionDeadLetterQueueUrl": ingestion.dead_letters.queue_url,
             "IdempotencyTableName": ingestion.idempotency_table.table_name,
             "BackfillStateMachineArn": self.backfill.state_machine.state_machine_arn,
+            "ApiUrl": serving.api.url,
+            "ApiId": serving.api.rest_api_id,
+            "ApiKeyId": serving.api_key.key_id,
+            "PredictFunctionName": serving.function.function.function_name,
+            "CaptureStreams": cdk.Stack.of(self).to_json_string(serving.capture.names),
         }.items():
             cdk.CfnOutput(self, name, value=value)
         # Further components are composed here as they land (see DESIGN.md).
