@@ -275,7 +275,9 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
                 )
             runtime.ready = True
             # Lambda's Init Duration: from the runtime's start to the end of the handler import
-            runtime.init_ms = (float(message.get("ready_at", runtime.started)) - runtime.started) * 1000
+            runtime.init_ms = (
+                float(message.get("ready_at", runtime.started)) - runtime.started
+            ) * 1000
             init_report = f"{runtime.init_ms:.2f}"
         started = time.monotonic()
         deadline_ms = int((time.time() + timeout) * 1000)
@@ -304,16 +306,20 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
         if timed_out:
             output += f"{_now()} {request_id} Task timed out after {timeout:.2f} seconds\n"
             message_text = f"{_now()} {request_id} Task timed out after {timeout:.2f} seconds"
-            ok, body = False, json.dumps(
-                {"errorMessage": message_text, "errorType": "Sandbox.Timedout"}
+            ok, body = (
+                False,
+                json.dumps({"errorMessage": message_text, "errorType": "Sandbox.Timedout"}),
             )
         elif result is None:
-            ok, body = False, json.dumps(
-                {
-                    "errorType": "Runtime.ExitError",
-                    "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: "
-                    f"exit status {returncode}",
-                }
+            ok, body = (
+                False,
+                json.dumps(
+                    {
+                        "errorType": "Runtime.ExitError",
+                        "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: "
+                        f"exit status {returncode}",
+                    }
+                ),
             )
         else:
             ok, body = bool(result["ok"]), str(result["payload"])

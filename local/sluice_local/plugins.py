@@ -81,3 +81,17 @@ def install_s3_bucket_properties() -> None:
     from sluice_local.s3_bucket import install
 
     install()
+
+
+@hooks.on_infra_start()
+def install_apigateway_limits() -> None:
+    from sluice_local.apigateway import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_firehose_delivery() -> None:
+    from sluice_local.firehose import install
+
+    install()

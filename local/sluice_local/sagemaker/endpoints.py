@@ -95,8 +95,15 @@ def _clients(account: str, region: str) -> Any:
 
 
 def _start_variant(
-    account: str, region: str, endpoint: str, variant: dict[str, Any], workdir: Path
+    account: str,
+    region: str,
+    endpoint: str,
+    variant: dict[str, Any],
+    workdir: Path,
+    environment: dict[str, str] | None = None,
 ) -> Variant:
+    """A worker serving ``variant``'s model; ``environment`` is added to the container's
+    (a transform job's ``Environment``)."""
     clients = _clients(account, region)
     model = clients.sagemaker.describe_model(ModelName=variant["ModelName"])
     container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
@@ -131,6 +138,7 @@ def _start_variant(
         "PYTHONUNBUFFERED": "1",
         "SAGEMAKER_REGION": region,
         **{key: str(value) for key, value in env.items()},
+        **{key: str(value) for key, value in (environment or {}).items()},
     }
     command = [
         settings.job_python(),
