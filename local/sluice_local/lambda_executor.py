@@ -20,6 +20,7 @@ at once (``SLUICE_LAMBDA_CONCURRENCY``): the machine has few cores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -113,10 +114,8 @@ class _Channel:
 
     def close(self) -> None:
         for fd in (self.to_runtime, self.from_runtime):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 class _Runtime:
@@ -311,14 +310,11 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
                 json.dumps({"errorMessage": message_text, "errorType": "Sandbox.Timedout"}),
             )
         elif result is None:
+            exited = f"RequestId: {request_id} Error: Runtime exited with error: exit status"
             ok, body = (
                 False,
                 json.dumps(
-                    {
-                        "errorType": "Runtime.ExitError",
-                        "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: "
-                        f"exit status {returncode}",
-                    }
+                    {"errorType": "Runtime.ExitError", "errorMessage": f"{exited} {returncode}"}
                 ),
             )
         else:

@@ -54,8 +54,8 @@ def _index_list(expression: str) -> list[int | slice] | None:
     if not found:
         raise JobFailed(f"ClientError: filter {expression!r} is not supported for CSV")
     items: list[int | slice] = []
-    for part in found.group(1).split(","):
-        part = part.strip()
+    for raw in found.group(1).split(","):
+        part = raw.strip()
         if ":" in part:
             start, _, stop = part.partition(":")
             items.append(slice(int(start) if start else None, int(stop) if stop else None))
