@@ -284,13 +284,17 @@ class Predictor:
 
     def model(self, dataset: str) -> dict[str, Any] | None:
         """The endpoint's status and model version (SLUICE_MODEL_VERSION of its model),
-        remembered for ``model_info_ttl_seconds``; None when the dataset has no endpoint."""
+        remembered for ``model_info_ttl_seconds``; None when the dataset has no endpoint (not
+        remembered: the first deployment shows at once)."""
         cached = self._models.get(dataset)
         now = self.clock()
         if cached is not None and now - cached.at < self.settings.model_info_ttl_seconds:
             return cached.value
         value = self._describe_model(dataset)
-        self._models[dataset] = _ModelInfo(now, value)
+        if value is None:
+            self._models.pop(dataset, None)
+        else:
+            self._models[dataset] = _ModelInfo(now, value)
         return value
 
     def _describe_model(self, dataset: str) -> dict[str, Any] | None:

@@ -457,3 +457,13 @@ def test_get_before_any_deployment_says_no_model(world: World) -> None:
     status, _, body = world.call(api_event("GET", "/v1/churn"))
     assert status == 200
     assert body["model"] is None
+
+
+def test_the_first_deployment_shows_at_once(world: World) -> None:
+    # Given a warm function that saw no endpoint
+    predictor = world.predictor()
+    assert predictor.model("churn") is None
+    # When the endpoint appears, the same function sees it (no remembered "no model")
+    deploy_model(world, version="3")
+    info = predictor.model("churn")
+    assert info is not None and info["model_version"] == "3"
