@@ -13,12 +13,13 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.backfill import Backfill
+from infra.batch_scoring import BatchScoring
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
 from infra.nag import acknowledge_framework_singletons
 from infra.notifications import Notifications
-from infra.serving import Serving
+from infra.serving import Serving, declared_datasets
 
 
 class StatefulStack(cdk.Stack):
@@ -69,7 +70,11 @@ class StatelessStack(cdk.Stack):
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )
-        self.serving = Serving(self, "Serving", config=config, lake=lake)
+        datasets = declared_datasets()
+        self.serving = Serving(self, "Serving", config=config, lake=lake, datasets=datasets)
+        self.batch_scoring = BatchScoring(
+            self, "BatchScoring", config=config, lake=lake, datasets=datasets
+        )
         ingestion, serving = self.ingestion, self.serving
         for name, value in {
             "NotificationsTopicArn": self.notifications.topic.topic_arn,
@@ -83,6 +88,8 @@ class StatelessStack(cdk.Stack):
             "ApiKeyId": serving.api_key.key_id,
             "PredictFunctionName": serving.function.function.function_name,
             "CaptureStreams": cdk.Stack.of(self).to_json_string(serving.capture.names),
+            "BatchScoringStateMachineArn": self.batch_scoring.state_machine.state_machine_arn,
+            "ScoreFunctionName": self.batch_scoring.function.function.function_name,
         }.items():
             cdk.CfnOutput(self, name, value=value)
         # Further components are composed here as they land (see DESIGN.md).
