@@ -95,3 +95,8 @@ local-deploy: ## bootstrap and deploy the dev stage to the local cloud with cdkl
 	$(CDKLOCAL) bootstrap -c stage=dev -c lambda_architecture=$(LOCAL_ARCH)
 	$(CDKLOCAL) deploy --all -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
 		--require-approval never --output cdk.out.local
+
+# ---------------------------------------------------------------- API
+.PHONY: openapi
+openapi: ## write the prediction API's OpenAPI 3 document (docs/openapi.json) from the handler's models
+	$(PY) -m lambdas.predict openapi docs/openapi.json

@@ -4,7 +4,11 @@
 2. wait for ingestion (S3 → EventBridge → SQS → preprocess Lambda) to curate it, and show the
    manifest and where the quarantined rows went;
 3. train a model on the curated data and evaluate it, with the SageMaker scripts run the way
-   SageMaker runs them (``training.local``), then answer a prediction request.
+   SageMaker runs them (``training.local``), then answer a prediction request;
+4. serve the model behind the prediction API (until the training pipeline deploys it, the demo
+   creates the endpoint from the model it trained) and call the API with curl;
+5. score a file in bulk: upload it under ``churn/_score/`` and show the predictions (or the error
+   report) that batch scoring writes to the artifacts bucket.
 
 Needs ``make local-up`` and ``make local-deploy`` first. Dummy credentials, local endpoint only.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -113,7 +118,96 @@ def main() -> int:
         {"plan": "premium", "region": "eu", "monthly_charges": 99.0, "tenure_months": 60,
          "support_calls": 0, "signup_dow": 5, "signup_hour": 9, "days_active": 1800.0},
     ]}))  # fmt: skip
-    return training_local.predict(run / "model.tar.gz", request)
+    if training_local.predict(run / "model.tar.gz", request) != 0:
+        return 1
+    serve(data, run / "model.tar.gz")
+    if call_api(request) != 0:
+        return 1
+    return score_file(data, work)
+
+
+ENDPOINT_NAME = "sluice-dev-churn"
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+
+
+def serve(data: dict[str, str], model_tar: Path) -> None:
+    """The churn endpoint: the pipeline's when it deployed one, else the model trained here."""
+    sagemaker = client("sagemaker")
+    try:
+        sagemaker.describe_endpoint(EndpointName=ENDPOINT_NAME)
+        step(f"the endpoint {ENDPOINT_NAME} already serves churn")
+    except sagemaker.exceptions.ClientError:
+        step(f"deploying the model to the endpoint {ENDPOINT_NAME} (SageMaker APIs)")
+        name = f"{ENDPOINT_NAME}-demo-{time.strftime('%Y%m%d%H%M%S')}"
+        key = f"models/demo/{name}/model.tar.gz"
+        client("s3").upload_file(str(model_tar), data["ArtifactsBucket"], key)
+        sagemaker.create_model(
+            ModelName=name,
+            ExecutionRoleArn="arn:aws:iam::000000000000:role/sluice-demo",
+            PrimaryContainer={
+                "Image": XGBOOST_IMAGE,
+                "ModelDataUrl": f"s3://{data['ArtifactsBucket']}/{key}",
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    "SLUICE_MODEL_VERSION": "1",
+                },
+            },
+        )
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name,
+                                 "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+        )  # fmt: skip
+        sagemaker.create_endpoint(EndpointName=ENDPOINT_NAME, EndpointConfigName=name)
+    for _ in range(240):
+        status = sagemaker.describe_endpoint(EndpointName=ENDPOINT_NAME)["EndpointStatus"]
+        if status not in ("Creating", "Updating"):
+            break
+        time.sleep(0.5)
+    print(f"{ENDPOINT_NAME}: {status}")
+
+
+def call_api(request: Path) -> int:
+    """The prediction API through API Gateway, as a client calls it: curl and the API key."""
+    app = outputs("sluice-dev-app")
+    key = client("apigateway").get_api_key(apiKey=app["ApiKeyId"], includeValue=True)["value"]
+    url = f"{ENDPOINT}/_aws/execute-api/{app['ApiId']}/dev/v1/churn/predictions"
+    step("calling the prediction API with curl")
+    print(f"curl -s -X POST {url} -H 'x-api-key: <ApiKeyId's value>' "
+          f"-H 'Content-Type: application/json' -d @{request.name}")  # fmt: skip
+    answer = subprocess.run(
+        ["curl", "-s", "-w", "\nHTTP %{http_code}\n", "-X", "POST", url, "-H",
+         f"x-api-key: {key}", "-H", "Content-Type: application/json", "-d", f"@{request}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    print(answer.stdout.strip())
+    return 0 if answer.stdout.strip().endswith("HTTP 200") else 1
+
+
+def score_file(data: dict[str, str], work: Path) -> int:
+    """Batch scoring: a file under churn/_score/ → churn/predictions/<name>/ (or error.json)."""
+    step("scoring 1,000 rows in bulk: s3://<raw>/churn/_score/demo.csv")
+    rows = work / "to-score.csv"
+    write_csv("churn", 1_000, rows, seed=7)
+    s3 = client("s3")
+    s3.upload_file(str(rows), data["RawBucket"], "churn/_score/demo.csv")
+    prefix = "churn/predictions/demo.csv/"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=data["ArtifactsBucket"], Prefix=prefix)
+        names = {o["Key"].removeprefix(prefix) for o in listed.get("Contents", [])}
+        for name in ("predictions.csv", "error.json"):
+            if name in names and (name == "error.json" or "manifest.json" in names):
+                body = s3.get_object(Bucket=data["ArtifactsBucket"], Key=prefix + name)
+                text = body["Body"].read().decode()
+                print(f"s3://{data['ArtifactsBucket']}/{prefix}{name}:")
+                print("\n".join(text.splitlines()[:6]))
+                # an error report is an outcome too (the file, or the model, could not score)
+                return 0
+        time.sleep(2)
+    print("no predictions after 10 minutes: see the batch-scoring state machine's executions")
+    return 1
 
 
 if __name__ == "__main__":
