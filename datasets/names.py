@@ -68,3 +68,25 @@ def predictions_prefix(dataset: str, name: str) -> str:
 def score_job_prefix(prefix: str) -> str:
     """What every batch-scoring transform job name of a stage starts with."""
     return f"{prefix}-score-"
+
+def endpoint_errors_alarm_name(prefix: str, dataset: str) -> str:
+    """The alarm on the endpoint's model errors (Invocation5XXErrors): a rollback alarm."""
+    return f"{endpoint_name(prefix, dataset)}-endpoint-5xx-errors"
+
+
+def endpoint_latency_alarm_name(prefix: str, dataset: str) -> str:
+    """The alarm on the endpoint's p99 ModelLatency: a rollback alarm."""
+    return f"{endpoint_name(prefix, dataset)}-endpoint-p99-latency"
+
+
+def endpoint_rollback_alarm_names(prefix: str, dataset: str) -> tuple[str, ...]:
+    """What a deployment of ``dataset``'s endpoint names in AutoRollbackConfiguration."""
+    return (
+        endpoint_errors_alarm_name(prefix, dataset),
+        endpoint_latency_alarm_name(prefix, dataset),
+    )
+
+
+def endpoint_scaling_resource_id(prefix: str, dataset: str) -> str:
+    """Application Auto Scaling's ResourceId of the endpoint's one variant."""
+    return f"endpoint/{endpoint_name(prefix, dataset)}/variant/{VARIANT_NAME}"

@@ -8,8 +8,9 @@ environment variables.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 import aws_cdk as cdk
@@ -17,6 +18,92 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
 Architecture = Literal["arm64", "x86_64"]
+EndpointKind = Literal["real_time", "serverless"]
+
+
+# ---------------------------------------------------------------- endpoints (safe rollout)
+
+
+@dataclass(frozen=True)
+class RealTimeEndpoint:
+    """A dataset endpoint on instances, scaled by Application Auto Scaling between
+    ``min_instances`` and ``max_instances`` (target tracking on invocations per instance)."""
+
+    instance_type: str = "ml.m5.large"
+    initial_instance_count: int = 2
+    min_instances: int = 2
+    max_instances: int = 4
+    #: SageMakerVariantInvocationsPerInstance target: requests per instance per minute
+    target_invocations_per_instance: int = 600
+    scale_in_cooldown_seconds: int = 300
+    scale_out_cooldown_seconds: int = 60
+    #: instances of the new fleet that take the canary's traffic first (CanarySize
+    #: INSTANCE_COUNT); a canary needs at least two instances, with one it is all at once
+    canary_instances: int = 1
+
+
+@dataclass(frozen=True)
+class ServerlessEndpoint:
+    """A dataset endpoint on SageMaker Serverless Inference (no instances, no autoscaling)."""
+
+    memory_mb: int = 2048
+    max_concurrency: int = 5
+    #: kept warm (billed while configured); None = on demand only
+    provisioned_concurrency: int | None = None
+    #: share of requests the new version takes first (CanarySize CAPACITY_PERCENT)
+    canary_percent: int = 25
+
+
+@dataclass(frozen=True)
+class EndpointAlarms:
+    """The rollback alarms of a dataset endpoint (5xx errors, p99 model latency)."""
+
+    #: SageMaker publishes endpoint metrics every minute: periods are whole minutes
+    period_seconds: int = 60
+    evaluation_periods: int = 1
+    #: None = all evaluation periods must breach
+    datapoints_to_alarm: int | None = None
+    #: model errors (HTTP 5xx) in one period that trip the alarm; client errors never count
+    errors_5xx_threshold: int = 1
+    #: p99 of ModelLatency above this trips the alarm (the metric is in microseconds)
+    latency_p99_ms: int = 1000
+    #: how late SageMaker's endpoint metrics reach CloudWatch, at most
+    metric_delay_seconds: int = 60
+
+    @property
+    def detection_seconds(self) -> int:
+        """How long a rollout must watch so that an alarm can fire at all."""
+        return self.period_seconds * self.evaluation_periods + self.metric_delay_seconds
+
+
+@dataclass(frozen=True)
+class RolloutTiming:
+    #: how long the canary takes its share before all traffic shifts (WaitIntervalInSeconds)
+    canary_wait_seconds: int = 600
+    #: final baking with all traffic on the new version (TerminationWaitInSeconds)
+    baking_seconds: int = 600
+    #: the whole deployment, provisioning included (MaximumExecutionTimeoutInSeconds)
+    max_execution_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """How one dataset's endpoint is served and rolled out in a stage."""
+
+    kind: EndpointKind = "real_time"
+    real_time: RealTimeEndpoint = RealTimeEndpoint()
+    serverless: ServerlessEndpoint = ServerlessEndpoint()
+    rollout: RolloutTiming = RolloutTiming()
+    alarms: EndpointAlarms = EndpointAlarms()
+
+    @property
+    def canary(self) -> bool:
+        """Whether updates go through a canary: serverless always; real-time with 2+ instances
+        in the smallest fleet an update can meet (fewer: all at once, then baking)."""
+        if self.kind == "serverless":
+            return True
+        smallest = min(self.real_time.initial_instance_count, self.real_time.min_instances)
+        return smallest >= 2 * self.real_time.canary_instances
 
 
 @dataclass(frozen=True)
@@ -89,6 +176,12 @@ class StageConfig:
     #: optional fixed account/region; None keeps templates environment-agnostic
     account: str | None = None
     region: str | None = None
+    #: endpoint settings of every dataset, unless ``endpoints`` names the dataset
+    default_endpoint: EndpointSettings = EndpointSettings()
+    endpoints: Mapping[str, EndpointSettings] = field(default_factory=lambda: MappingProxyType({}))
+
+    def endpoint_settings(self, dataset: str) -> EndpointSettings:
+        return self.endpoints.get(dataset, self.default_endpoint)
 
     @property
     def prefix(self) -> str:
@@ -123,7 +216,27 @@ class StageConfig:
 
 
 STAGES: dict[str, StageConfig] = {
-    "dev": StageConfig(stage="dev", retain_data=False, termination_protection=False),
+    # dev: the smallest fleet that still rolls out through a canary (1 of 2 instances);
+    # waits as short as the alarms allow (one 60 s period + 60 s metric delay)
+    "dev": StageConfig(
+        stage="dev",
+        retain_data=False,
+        termination_protection=False,
+        default_endpoint=EndpointSettings(
+            real_time=RealTimeEndpoint(
+                instance_type="ml.t2.medium",
+                initial_instance_count=2,
+                min_instances=2,
+                max_instances=3,
+                target_invocations_per_instance=300,
+            ),
+            rollout=RolloutTiming(
+                canary_wait_seconds=120, baking_seconds=120, max_execution_seconds=1800
+            ),
+            alarms=EndpointAlarms(errors_5xx_threshold=1, latency_p99_ms=1000),
+        ),
+    ),
+    # prod: two alarm periods out of three must breach, so one bad minute does not roll back
     "prod": StageConfig(
         stage="prod",
         retain_data=True,
@@ -140,6 +253,24 @@ STAGES: dict[str, StageConfig] = {
         capture_buffer_seconds=300,
         capture_buffer_mb=64,
         capture_expire_days=90,
+        default_endpoint=EndpointSettings(
+            real_time=RealTimeEndpoint(
+                instance_type="ml.m5.large",
+                initial_instance_count=2,
+                min_instances=2,
+                max_instances=6,
+                target_invocations_per_instance=600,
+            ),
+            rollout=RolloutTiming(
+                canary_wait_seconds=600, baking_seconds=600, max_execution_seconds=3600
+            ),
+            alarms=EndpointAlarms(
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                errors_5xx_threshold=5,
+                latency_p99_ms=500,
+            ),
+        ),
     ),
 }
 

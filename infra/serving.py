@@ -30,7 +30,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from datasets.spec import SPECS_DIR
 from infra.capture import CaptureStreams, encrypted_log_group
 from infra.config import StageConfig
 from infra.data_lake import DataLake
@@ -95,14 +94,6 @@ ACCESS_LOG_FORMAT = {
 }
 
 
-def declared_datasets() -> list[str]:
-    """The datasets of ``datasets/*.yaml`` (read at synth: no AWS call)."""
-    return sorted(
-        {p.stem for p in SPECS_DIR.iterdir() if p.suffix in (".yaml", ".yml", ".json")}
-        - {"__init__"}
-    )
-
-
 def error_template(code: str, message: str | None) -> str:
     """The JSON error shape as a gateway response template (``messageString`` is quoted)."""
     text = json.dumps(message) if message is not None else "$context.error.messageString"
@@ -117,10 +108,9 @@ class Serving(Construct):
         *,
         config: StageConfig,
         lake: DataLake,
-        datasets: Sequence[str] | None = None,
+        datasets: Sequence[str],
     ) -> None:
         super().__init__(scope, id_)
-        datasets = list(datasets if datasets is not None else declared_datasets())
         self.config = config
         self.capture = CaptureStreams(self, "Capture", config=config, lake=lake, datasets=datasets)
         self.function = PythonFunction(

@@ -19,7 +19,8 @@ from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
 from infra.nag import acknowledge_framework_singletons
 from infra.notifications import Notifications
-from infra.serving import Serving, declared_datasets
+from infra.rollout import Rollout, declared_datasets
+from infra.serving import Serving
 
 
 class StatefulStack(cdk.Stack):
@@ -71,6 +72,13 @@ class StatelessStack(cdk.Stack):
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )
         datasets = declared_datasets()
+        self.rollout = Rollout(
+            self,
+            "Rollout",
+            config=config,
+            datasets=datasets,
+            alerts=self.notifications.topic,
+        )
         self.serving = Serving(self, "Serving", config=config, lake=lake, datasets=datasets)
         self.batch_scoring = BatchScoring(
             self, "BatchScoring", config=config, lake=lake, datasets=datasets

@@ -32,6 +32,9 @@ export GATEWAY_LISTEN="127.0.0.1:$port" SLUICE_GATEWAY_URL="http://127.0.0.1:$po
 export DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 LOCALSTACK_VOLUME_DIR="$state/volume"
 export LAMBDA_RUNTIME_EXECUTOR=subprocess PROVIDER_OVERRIDE_DYNAMODB=moto
 export LAMBDA_KEEPALIVE_MS="${LAMBDA_KEEPALIVE_MS:-60000}"
+# local time runs this many times faster than AWS for deployment waits and alarms on endpoint
+# metrics (a 60 s alarm period is 1 s locally); 1 = real time. See local/README.md.
+export SLUICE_TIME_SCALE="${SLUICE_TIME_SCALE:-60}"
 # TMPDIR too: LocalStack unzips Lambda code under it (it logs a harmless deprecation warning)
 export FILESYSTEM_ROOT="$state/fs" CONFIG_DIR="$state/config" TMPDIR="$state/tmp"
 mkdir -p "$TMPDIR"

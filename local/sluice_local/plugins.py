@@ -55,6 +55,13 @@ def sagemaker_runtime() -> Service:
     return create_runtime_service()
 
 
+@aws_provider(api="application-autoscaling")
+def application_autoscaling() -> Service:
+    from sluice_local.autoscaling import create_service
+
+    return create_service()
+
+
 @aws_provider(api="dynamodb", name="moto")
 def dynamodb_moto() -> Service:
     from sluice_local.dynamodb import create_dynamodb_service
@@ -93,5 +100,19 @@ def install_apigateway_limits() -> None:
 @hooks.on_infra_start()
 def install_firehose_delivery() -> None:
     from sluice_local.firehose import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_endpoint_alarms() -> None:
+    from sluice_local.cloudwatch import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_settings_route() -> None:
+    from sluice_local.routes import install
 
     install()

@@ -1,14 +1,17 @@
 """Endpoints: one long-lived worker process per production variant, serving ``inference.py``.
 
-Create: Creating -> InService (or Failed with the worker's error). Update: Updating, start the
-new config's workers, switch traffic, stop the old ones -> InService; if the new config cannot
-start, the endpoint stays on the old one, InService, with FailureReason set (as on AWS).
-Delete: stop the workers. Invocations pick a variant by weight and may be captured to S3.
+Create: Creating -> InService (or Failed with the worker's error). Update: a blue/green
+deployment (``blue_green.py``): the new config's workers start beside the old ones, traffic
+shifts as the ``DeploymentConfig`` says, the old fleet stops after baking or the new one after a
+rollback; if the new config cannot start, the endpoint stays on the old one, InService, with
+FailureReason set (as on AWS). Delete: stop the workers. Invocations pick a fleet by its share of
+the traffic, then a variant by weight, and may be captured to S3.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -19,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +31,7 @@ from typing import Any
 from localstack.aws.connect import connect_to
 
 from sluice_local import settings
-from sluice_local.sagemaker import s3io
+from sluice_local.sagemaker import deployment, s3io
 from sluice_local.sagemaker.jobs import now
 
 LOG = logging.getLogger(__name__)
@@ -48,6 +52,24 @@ class Variant:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    #: the endpoint config this worker serves (the fleet it belongs to)
+    config_name: str = ""
+    #: instances the variant stands for (one worker serves them all); None when serverless
+    instances: int | None = 1
+    serverless_config: dict[str, Any] | None = None
+    #: requests the worker is answering now (a fleet leaving service drains them first)
+    in_flight: int = 0
+    _counter: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._counter:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._counter:
+                self.in_flight -= 1
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -64,8 +86,17 @@ class LiveEndpoint:
     config_name: str
     variants: list[Variant]
     data_capture: dict[str, Any] = field(default_factory=dict)
+    #: during a blue/green update: the new fleet, and the share of requests it answers
+    green: LiveEndpoint | None = None
+    green_share: float = 0.0
 
     def pick(self, target_variant: str | None) -> Variant:
+        fleet, green = self, self.green
+        if green is not None and deployment.to_green(self.green_share, random.random):
+            fleet = green
+        return fleet.pick_variant(target_variant)
+
+    def pick_variant(self, target_variant: str | None) -> Variant:
         if target_variant:
             for variant in self.variants:
                 if variant.name == target_variant:
@@ -76,7 +107,35 @@ class LiveEndpoint:
             return self.variants[0]
         return random.choices(self.variants, weights=weights)[0]  # noqa: S311 - traffic split
 
-    def stop(self) -> None:
+    def summaries(self) -> list[dict[str, Any]]:
+        """``ProductionVariants`` of DescribeEndpoint for this fleet once it serves."""
+        summaries: list[dict[str, Any]] = []
+        for variant in self.variants:
+            summary: dict[str, Any] = {
+                "VariantName": variant.name,
+                "CurrentWeight": variant.weight,
+                "DesiredWeight": variant.weight,
+            }
+            if variant.serverless_config is not None:
+                summary["CurrentServerlessConfig"] = variant.serverless_config
+                summary["DesiredServerlessConfig"] = variant.serverless_config
+            else:
+                summary["CurrentInstanceCount"] = variant.instances
+                summary["DesiredInstanceCount"] = variant.instances
+            summaries.append(summary)
+        return summaries
+
+    def stop(self, *, drain: bool = False) -> None:
+        """Stop the workers; ``drain``: first let requests already routed here finish (this
+        fleet no longer gets new ones), as a fleet leaves service on AWS."""
+        green, self.green, self.green_share = self.green, None, 0.0
+        if green is not None:
+            green.stop(drain=drain)
+        if drain:
+            time.sleep(0.05)  # a request that picked this fleet just before the switch
+            deadline = time.monotonic() + INVOKE_TIMEOUT_SECONDS
+            while any(v.in_flight for v in self.variants) and time.monotonic() < deadline:
+                time.sleep(0.02)
         for variant in self.variants:
             variant.stop()
 
@@ -173,6 +232,7 @@ def _start_variant(
                 f"pass the ping health check. {tail}"
             )
         time.sleep(0.1)
+    serverless = variant.get("ServerlessConfig")
     return Variant(
         name=variant["VariantName"],
         weight=float(variant.get("InitialVariantWeight", 1.0)),
@@ -180,6 +240,8 @@ def _start_variant(
         process=process,
         port=int(ready.read_text()),
         log_path=log_path,
+        instances=None if serverless else int(variant.get("InitialInstanceCount") or 1),
+        serverless_config=dict(serverless) if serverless else None,
     )
 
 
@@ -189,17 +251,27 @@ def _error_lines(log_path: Path) -> str:
     return " ".join(lines[-1:])[:800]
 
 
-def _start(account: str, region: str, endpoint: str, config_name: str) -> LiveEndpoint:
+def start_fleet(
+    account: str,
+    region: str,
+    endpoint: str,
+    config_name: str,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> LiveEndpoint:
+    """Start the workers of ``config_name``; ``overrides`` replace a variant's config fields
+    (``InitialInstanceCount``, ``InitialVariantWeight``: variant properties an update retains)."""
     config = _clients(account, region).sagemaker.describe_endpoint_config(
         EndpointConfigName=config_name
     )
     root = settings.state_dir() / "sagemaker" / "endpoints" / endpoint / uuid.uuid4().hex[:8]
     started: list[Variant] = []
     try:
-        for variant in config["ProductionVariants"]:
+        for configured in config["ProductionVariants"]:
+            variant = {**configured, **(overrides or {}).get(configured["VariantName"], {})}
             workdir = root / variant["VariantName"]
             workdir.mkdir(parents=True)
             started.append(_start_variant(account, region, endpoint, variant, workdir))
+            started[-1].config_name = config_name
     except Exception:
         for variant in started:
             variant.stop()
@@ -207,16 +279,19 @@ def _start(account: str, region: str, endpoint: str, config_name: str) -> LiveEn
     return LiveEndpoint(config_name, started, config.get("DataCaptureConfig") or {})
 
 
-def deploy(record: Any, account: str, region: str, config_name: str, *, update: bool) -> None:
-    """Run in a thread: bring ``record`` (moto's FakeEndpoint) to the new config."""
+def failure_reason(exc: Exception) -> str:
+    return (str(exc) if isinstance(exc, DeployFailed) else f"{type(exc).__name__}: {exc}")[:1024]
+
+
+def deploy(record: Any, account: str, region: str, config_name: str) -> None:
+    """Run in a thread: bring a new endpoint ``record`` (moto's FakeEndpoint) InService."""
     key = (account, region, record.endpoint_name)
     try:
-        fresh = _start(account, region, record.endpoint_name, config_name)
+        fresh = start_fleet(account, region, record.endpoint_name, config_name)
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, DeployFailed) else f"{type(exc).__name__}: {exc}"
-        LOG.warning("endpoint %s: %s", record.endpoint_name, reason)
-        record.failure_reason = reason[:1024]
-        record.endpoint_status = "InService" if update and live(*key) else "Failed"
+        LOG.warning("endpoint %s: %s", record.endpoint_name, failure_reason(exc))
+        record.failure_reason = failure_reason(exc)
+        record.endpoint_status = "Failed"
         record.last_modified_time = now()
         return
     with _LOCK:
@@ -224,20 +299,26 @@ def deploy(record: Any, account: str, region: str, config_name: str, *, update: 
         _LIVE[key] = fresh
     if old is not None:
         old.stop()
-    record.endpoint_config_name = config_name
-    record.production_variants = [
-        {
-            "VariantName": variant.name,
-            "CurrentWeight": variant.weight,
-            "DesiredWeight": variant.weight,
-            "CurrentInstanceCount": 1,
-            "DesiredInstanceCount": 1,
-        }
-        for variant in fresh.variants
-    ]
+    serve(record, fresh)
+
+
+def serve(record: Any, fleet: LiveEndpoint) -> None:
+    """Describe ``fleet`` as the endpoint's current one, InService."""
+    record.endpoint_config_name = fleet.config_name
+    record.production_variants = fleet.summaries()
     record.failure_reason = None
     record.endpoint_status = "InService"
     record.last_modified_time = now()
+
+
+def replace(account: str, region: str, name: str, old: LiveEndpoint, new: LiveEndpoint) -> bool:
+    """Make ``new`` the endpoint's fleet if ``old`` still is (False: deleted meanwhile)."""
+    with _LOCK:
+        if _LIVE.get((account, region, name)) is not old:
+            return False
+        _LIVE[(account, region, name)] = new
+        old.green, old.green_share = None, 0.0
+        return True
 
 
 def undeploy(account: str, region: str, name: str) -> None:
@@ -262,6 +343,10 @@ class Answer:
     body: bytes
     content_type: str
     variant: str
+    #: time the container took to answer (seconds), for ModelLatency
+    model_seconds: float | None = None
+    #: the variant's worker that answered (fleet, instances) for the endpoint metrics
+    served_by: Variant | None = None
 
 
 def invoke(
@@ -272,6 +357,12 @@ def invoke(
     target_variant: str | None,
 ) -> Answer:
     variant = endpoint.pick(target_variant)
+    with variant.serving():
+        return _invoke(variant, body, content_type, accept)
+
+
+def _invoke(variant: Variant, body: bytes, content_type: str, accept: str | None) -> Answer:
+    started = time.perf_counter()
     request = urllib.request.Request(
         f"http://127.0.0.1:{variant.port}/invocations",
         data=body,
@@ -280,14 +371,16 @@ def invoke(
     )
     try:
         with urllib.request.urlopen(request, timeout=INVOKE_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return Answer(
+            answer = Answer(
                 response.status,
                 response.read(),
                 response.headers.get("Content-Type", "application/json"),
                 variant.name,
             )
     except urllib.error.HTTPError as error:
-        return Answer(error.code, error.read(), "text/plain", variant.name)
+        answer = Answer(error.code, error.read(), "text/plain", variant.name)
+    answer.model_seconds, answer.served_by = time.perf_counter() - started, variant
+    return answer
 
 
 def capture(

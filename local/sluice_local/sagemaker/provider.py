@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from localstack.aws.api import CommonServiceException, RequestContext, ServiceRequest
@@ -20,7 +21,10 @@ from localstack.services.moto import call_moto
 from localstack.services.plugins import Service, ServiceLifecycleHook
 from moto.sagemaker.models import sagemaker_backends
 
-from sluice_local.sagemaker import endpoints, jobs
+from sluice_local import autoscaling, cloudwatch
+from sluice_local.metrics import Invocation
+from sluice_local.sagemaker import blue_green, endpoints, jobs
+from sluice_local.sagemaker.deployment import DeploymentConfigError
 
 Handler = Callable[[RequestContext, ServiceRequest], Any]
 
@@ -155,17 +159,21 @@ def create_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
     response = call_moto(context)
     record = _backend(context).endpoints[request["EndpointName"]]
     record.endpoint_status = "Creating"
-    threading.Thread(
-        target=endpoints.deploy,
-        args=(record, context.account_id, context.region, request["EndpointConfigName"]),
-        kwargs={"update": False},
+    # kept for a later UpdateEndpoint with RetainDeploymentConfig (no effect on the create)
+    record.last_deployment_config = request.get("DeploymentConfig")
+    _thread(
+        endpoints.deploy,
+        record,
+        context.account_id,
+        context.region,
+        request["EndpointConfigName"],
         name=f"endpoint-{request['EndpointName']}",
-        daemon=True,
-    ).start()
+    )
     return response
 
 
 def update_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
+    """A blue/green deployment, with deployment guardrails when a DeploymentConfig says so."""
     backend = _backend(context)
     name, config_name = request["EndpointName"], request["EndpointConfigName"]
     record = backend.endpoints.get(name)
@@ -174,24 +182,65 @@ def update_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
         raise ValidationError(f'Could not find endpoint "{arn}".')
     if config_name not in backend.endpoint_configs:
         raise ValidationError(f'Could not find endpoint configuration "{config_name}".')
-    if record.endpoint_status not in ("InService", "Failed"):
-        raise ValidationError(f'Cannot update in-progress endpoint "{arn}".')
     if record.endpoint_status == "Failed":
         raise ValidationError(f'Cannot update failed endpoint "{arn}".')
+    if record.endpoint_status != "InService":
+        raise ValidationError(f'Cannot update in-progress endpoint "{arn}".')
+    try:
+        update = blue_green.prepare(
+            record,
+            backend.describe_endpoint_config(record.endpoint_config_name),
+            backend.describe_endpoint_config(config_name),
+            dict(request),
+            existing_alarms=lambda names: _existing_alarms(context, names),
+            scaled_variants=autoscaling.scaled_variants(context.account_id, context.region, name),
+        )
+    except DeploymentConfigError as exc:
+        raise ValidationError(str(exc)) from None
     record.endpoint_status = "Updating"
-    threading.Thread(
-        target=endpoints.deploy,
-        args=(record, context.account_id, context.region, config_name),
-        kwargs={"update": True},
+    record.failure_reason = None
+    record.last_modified_time = jobs.now()
+    _thread(
+        blue_green.run,
+        record,
+        context.account_id,
+        context.region,
+        update,
         name=f"endpoint-update-{name}",
-        daemon=True,
-    ).start()
+    )
     return {"EndpointArn": record.arn}
+
+
+def _existing_alarms(context: RequestContext, names: Sequence[str]) -> set[str]:
+    found = cloudwatch.describe_alarms(context.account_id, context.region, tuple(names))
+    return {alarm["AlarmName"] for alarm in found}
+
+
+def update_endpoint_weights_and_capacities(context: RequestContext, request: ServiceRequest) -> Any:
+    """As moto, but only on an InService endpoint, and the weights take effect on the workers
+    (instance counts are recorded: one worker stands for all of a variant's instances)."""
+    name = request["EndpointName"]
+    record = _backend(context).endpoints.get(name)
+    if record is not None and record.endpoint_status != "InService":
+        arn = f"arn:aws:sagemaker:{context.region}:{context.account_id}:endpoint/{name.lower()}"
+        raise ValidationError(f'Cannot update in-progress endpoint "{arn}".')
+    response = call_moto(context)
+    live = endpoints.live(context.account_id, context.region, name)
+    for wanted in request.get("DesiredWeightsAndCapacities") or []:
+        for variant in live.variants if live is not None else []:
+            if variant.name != wanted["VariantName"]:
+                continue
+            if wanted.get("DesiredWeight") is not None:
+                variant.weight = float(wanted["DesiredWeight"])
+            if wanted.get("DesiredInstanceCount") is not None:
+                variant.instances = int(wanted["DesiredInstanceCount"])
+    return response
 
 
 def delete_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
     response = call_moto(context)
     endpoints.undeploy(context.account_id, context.region, request["EndpointName"])
+    autoscaling.endpoint_deleted(context.account_id, context.region, request["EndpointName"])
     return response
 
 
@@ -229,6 +278,7 @@ SAGEMAKER_OVERRIDES: dict[str, Handler] = {
     "StopTransformJob": stop_transform_job,
     "CreateEndpoint": create_endpoint,
     "UpdateEndpoint": update_endpoint,
+    "UpdateEndpointWeightsAndCapacities": update_endpoint_weights_and_capacities,
     "DeleteEndpoint": delete_endpoint,
     "UpdateModelPackage": update_model_package,
 }
@@ -245,6 +295,7 @@ def invoke_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
     raw = request["Body"]
     body: bytes = raw.read() if hasattr(raw, "read") else bytes(raw or b"")
     content_type = request.get("ContentType") or "application/json"
+    started = time.perf_counter()
     try:
         answer = endpoints.invoke(
             live, body, content_type, request.get("Accept"), request.get("TargetVariant")
@@ -252,7 +303,9 @@ def invoke_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
     except KeyError as exc:
         raise ValidationError(f"Target variant {exc} not found for endpoint {name}.") from None
     except OSError as exc:
+        _metrics(context, name, live.variants[0], None, None, started)
         raise ModelError(f"Could not reach the model container: {exc}") from None
+    _metrics(context, name, answer.served_by, answer.status, answer.model_seconds, started)
     if answer.status != 200:
         error = ModelError(
             f"Received {'client' if answer.status < 500 else 'server'} error ({answer.status}) "
@@ -267,6 +320,32 @@ def invoke_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
         "ContentType": answer.content_type,
         "InvokedProductionVariant": answer.variant,
     }
+
+
+def _metrics(
+    context: RequestContext,
+    endpoint: str,
+    variant: endpoints.Variant | None,
+    status: int | None,
+    model_seconds: float | None,
+    started: float,
+) -> None:
+    """The endpoint's CloudWatch metrics for this request (``cloudwatch.record_invocation``)."""
+    if variant is None:
+        return
+    total = time.perf_counter() - started
+    invocation = Invocation(
+        endpoint=endpoint,
+        variant=variant.name,
+        status=status,
+        model_seconds=model_seconds,
+        overhead_seconds=max(total - (model_seconds or 0.0), 0.0),
+        instances=variant.instances or 1,
+        at=time.time(),
+    )
+    cloudwatch.record_invocation(
+        context.account_id, context.region, invocation, variant.config_name
+    )
 
 
 class _Lifecycle(ServiceLifecycleHook):
