@@ -69,6 +69,7 @@ def score_job_prefix(prefix: str) -> str:
     """What every batch-scoring transform job name of a stage starts with."""
     return f"{prefix}-score-"
 
+
 def endpoint_errors_alarm_name(prefix: str, dataset: str) -> str:
     """The alarm on the endpoint's model errors (Invocation5XXErrors): a rollback alarm."""
     return f"{endpoint_name(prefix, dataset)}-endpoint-5xx-errors"
