@@ -293,9 +293,12 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
         duration_ms = (time.monotonic() - started) * 1000
         if result is not None:
             duration_ms = float(result.get("duration_ms", duration_ms))
-        timed_out = result is None and runtime.alive()
+        # no result before the deadline: timed out; before it: the runtime went away (crash)
+        timed_out = result is None and time.monotonic() >= started + timeout
         if result is None:
             # timed out or crashed: the environment's process goes (a fresh init next time)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                runtime.process.wait(timeout=0 if timed_out else 2)
             returncode = runtime.process.poll()
             runtime.kill()
             with self._lock:

@@ -11,7 +11,11 @@ import time
 import uuid
 import zipfile
 
+import boto3
 import pytest
+from botocore.config import Config
+
+from tests.integration.helpers import ENDPOINT, LOCAL_CREDENTIALS, REGION
 
 pytestmark = pytest.mark.integration
 
@@ -148,8 +152,14 @@ def test_a_crashed_runtime_is_replaced(aws, fresh_function):
 
 
 def test_reserved_concurrency_bounds_the_environments(aws, fresh_function):
-    # Given a reserved concurrency of 2
-    client = aws("lambda")
+    # Given a reserved concurrency of 2 (and a client that does not retry throttled calls)
+    client = boto3.client(
+        "lambda",
+        endpoint_url=ENDPOINT,
+        region_name=REGION,
+        config=Config(retries={"total_max_attempts": 1}),
+        **LOCAL_CREDENTIALS,
+    )
     client.put_function_concurrency(FunctionName=fresh_function, ReservedConcurrentExecutions=2)
     time.sleep(0.5)
 
