@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# checkov pins boto3 and packaging below this project's pins: it gets a venv of its own
+CHECKOV_VENV ?= .venv-checkov
 STAGE ?= dev
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
@@ -20,6 +22,9 @@ install: ## the whole set-up on a fresh machine: venv, Python and npm packages, 
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-checkov.txt
 	npm ci --no-audit --no-fund --loglevel=error
 	$(MAKE) native
 	$(MAKE) local-install
@@ -34,14 +39,19 @@ test: lint ## every test suite that needs no AWS account (lint included)
 	$(PY) -m pytest
 
 .PHONY: lint
-lint: ## ruff, mypy, and cfn-lint on the synthesized templates of every stage
+lint: ## ruff, mypy; cfn-lint and checkov on the templates of every stage (and dev with the VPC)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(wildcard app.py infra datasets lambdas training benchmarks)
+	rm -rf cdk.out.lint
 	for stage in dev prod; do \
 	  $(CDK) synth --quiet -c stage=$$stage -o cdk.out.lint/$$stage > /dev/null || exit 1; \
 	done
+	$(CDK) synth --quiet -c stage=dev -c vpc=create -o cdk.out.lint/dev-vpc > /dev/null
 	$(VENV)/bin/cfn-lint cdk.out.lint/*/*.template.json
+	@test -x $(CHECKOV_VENV)/bin/checkov || { echo "checkov missing: run make install" >&2; exit 1; }
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml \
+		$$(printf -- '-f %s ' cdk.out.lint/*/*.template.json)
 
 .PHONY: synth
 synth: ## synthesize the CloudFormation templates of a stage into cdk.out/ (STAGE=dev|prod)

@@ -19,13 +19,13 @@ from pathlib import Path
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.large_objects import nag_resource
+from infra.log_groups import encrypted_log_group
 
 ASL = Path(__file__).resolve().parent.parent / "statemachines" / "backfill.asl.json"
 RESULTS_PREFIX = "backfill"
@@ -43,40 +43,9 @@ class Backfill(Construct):
     ) -> None:
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
-        key = lake.key
-        # CloudWatch Logs encrypts the group with the lake key: its service may use the key
-        # for log groups of this account and region only
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt",
-                    "kms:Decrypt",
-                    "kms:ReEncryptFrom",
-                    "kms:ReEncryptTo",
-                    "kms:GenerateDataKey",
-                    "kms:DescribeKey",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name="*",
-                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
-            )
-        )
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            encryption_key=key,
-            retention=config.log_retention,
-            removal_policy=config.removal_policy,
-        )
+        # encrypted with the stage key (whose policy lets CloudWatch Logs use it for the
+        # stage's log groups), kept for the stage's retention
+        self.log_group = encrypted_log_group(self, "Logs", config=config, key=lake.key)
         self.role = iam.Role(
             self,
             "Role",

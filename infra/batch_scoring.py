@@ -29,13 +29,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from datasets import names
-from infra.capture import encrypted_log_group
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import PYARROW_UNUSED
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import nag_resource
+from infra.log_groups import encrypted_log_group
 from infra.nag import acknowledge_findings
+from infra.network import Network
 
 ASL = Path(__file__).resolve().parent.parent / "statemachines" / "batch_scoring.asl.json"
 FUNCTION_TIMEOUT = Duration.minutes(15)
@@ -53,6 +54,7 @@ class BatchScoring(Construct):
         config: StageConfig,
         lake: DataLake,
         datasets: Sequence[str],
+        network: Network | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
@@ -62,8 +64,19 @@ class BatchScoring(Construct):
             "Score",
             name="score",
             config=config,
+            key=lake.key,
             description="Batch scoring: prepare a _score/ file for Batch Transform, assemble",
             timeout=FUNCTION_TIMEOUT,
+            no_dlq_reason=(
+                "Invoked synchronously by the scoring state machine only: a failure fails that "
+                "step (retried, then the run fails, visible in its execution history)."
+            ),
+            concurrency_note=(
+                "One state machine run per uploaded file to score, two calls each; uploads "
+                "under _score/ are deliberate, few and far between."
+            ),
+            network=network,
+            uses=("sagemaker.api",),
             memory_size=FUNCTION_MEMORY_MB,
             ephemeral_storage_mb=EPHEMERAL_STORAGE_MB,
             with_specs=True,

@@ -28,60 +28,13 @@ from constructs import Construct
 from datasets import names
 from infra.config import StageConfig
 from infra.data_lake import DataLake
+from infra.log_groups import encrypted_log_group
 from infra.nag import acknowledge_findings
 
 
 def stream_name(prefix: str, dataset: str) -> str:
     """``sluice-dev-capture-churn``: named, so monitoring and operators can find it."""
     return f"{prefix}-capture-{dataset}"
-
-
-def allow_cloudwatch_logs(key: cdk.aws_kms.IKey) -> None:
-    """Let CloudWatch Logs of this account and region use the key for log groups (once)."""
-    if not isinstance(key, cdk.aws_kms.Key) or key.node.try_find_child("SluiceLogsAllowed"):
-        return
-    Construct(key, "SluiceLogsAllowed")  # a marker: the statement is added once per key
-    stack = cdk.Stack.of(key)
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="CloudWatchLogsEncryptsLogGroups",
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=[
-                "kms:Encrypt",
-                "kms:Decrypt",
-                "kms:ReEncryptFrom",
-                "kms:ReEncryptTo",
-                "kms:GenerateDataKey",
-                "kms:GenerateDataKeyWithoutPlaintext",
-                "kms:DescribeKey",
-            ],
-            resources=["*"],
-            conditions={
-                "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                }
-            },
-        )
-    )
-
-
-def encrypted_log_group(scope: Construct, id_: str, *, config: StageConfig, key: cdk.aws_kms.IKey,
-                        name: str | None = None) -> logs.LogGroup:  # fmt: skip
-    """A log group encrypted with the stage key, with the stage's retention."""
-    allow_cloudwatch_logs(key)
-    return logs.LogGroup(
-        scope,
-        id_,
-        log_group_name=name,
-        encryption_key=key,
-        retention=config.log_retention,
-        removal_policy=config.removal_policy,
-    )
 
 
 class CaptureStreams(Construct):

@@ -8,6 +8,7 @@ environment variables.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -107,6 +108,79 @@ class EndpointSettings:
 
 
 @dataclass(frozen=True)
+class VpcConfig:
+    """Private networking: functions and SageMaker jobs in private subnets, AWS via endpoints.
+
+    With no ``vpc_id`` the app creates a VPC of its own (``cidr``, ``max_azs`` zones, isolated
+    subnets only: no internet gateway, no NAT). With ``vpc_id`` it uses an existing VPC, given
+    in full so synth makes no lookups: its private subnets (no route to the internet), their
+    availability zones and route tables (for the S3 and DynamoDB gateway endpoints). The VPC
+    must have DNS support and DNS hostnames on (interface endpoints use private DNS).
+    """
+
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    availability_zones: tuple[str, ...] = ()
+    route_table_ids: tuple[str, ...] = ()
+    cidr: str = "10.42.0.0/16"
+    max_azs: int = 2
+
+    @classmethod
+    def parse(cls, value: Any) -> VpcConfig | None:
+        """From context: ``create``/``true``, ``false``/``off``, or an object (or its JSON)."""
+        if isinstance(value, VpcConfig) or value is None:
+            return value
+        if isinstance(value, bool):
+            return cls() if value else None
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lower() in ("create", "true", "on", "1"):
+                return cls()
+            if text.lower() in ("", "false", "off", "0", "none"):
+                return None
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ConfigError(
+                    "-c vpc must be 'create', 'off', or a JSON object "
+                    '{"vpc_id", "subnet_ids", "availability_zones", "route_table_ids"}'
+                ) from exc
+        if not isinstance(value, dict):
+            raise ConfigError(f"-c vpc: expected an object, got {value!r}")
+        unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"-c vpc: unknown key(s) {', '.join(sorted(unknown))}")
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in value.items()
+        }
+        config = cls(**fields)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.vpc_id is None:
+            if self.subnet_ids or self.route_table_ids or self.availability_zones:
+                raise ConfigError("-c vpc: subnet ids and route tables need a vpc_id")
+            if not 1 <= self.max_azs <= 6:
+                raise ConfigError("-c vpc: max_azs must be 1 to 6")
+            return
+        if not self.subnet_ids:
+            raise ConfigError("-c vpc: an existing VPC needs its private subnet_ids")
+        for prefix, ids in (
+            ("vpc-", (self.vpc_id,)),
+            ("subnet-", self.subnet_ids),
+            ("rtb-", self.route_table_ids),
+        ):
+            wrong = [i for i in ids if not str(i).startswith(prefix)]
+            if wrong:
+                raise ConfigError(f"-c vpc: {', '.join(map(str, wrong))} is not a {prefix}... id")
+        if len(self.availability_zones) != len(self.subnet_ids):
+            raise ConfigError("-c vpc: give one availability zone per subnet, in order")
+        if len(self.route_table_ids) != len(self.subnet_ids):
+            raise ConfigError("-c vpc: give one route table per subnet, in order")
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """Everything that differs between stages."""
 
@@ -118,7 +192,13 @@ class StageConfig:
     lambda_architecture: Architecture = "arm64"
     lambda_python: str = "3.13"
     log_retention_days: int = 30
-    preprocess_reserved_concurrency: int = 2
+    #: most preprocess functions the SQS event source runs at once (its MaximumConcurrency;
+    #: 2 is SQS's minimum). It caps the function without reserving account concurrency.
+    preprocess_max_concurrency: int = 2
+    #: opt-in reserved concurrency for the preprocess function. Off by default: a new account
+    #: may have an account concurrency limit of 10, and any reservation then fails the deploy
+    #: (Lambda keeps 10 unreserved). Set it where the account's limit has room.
+    preprocess_reserved_concurrency: int | None = None
     #: objects above this size are ingested by a SageMaker Processing job, not the function
     #: (3 GiB: the file plus its outputs, 2.4x its size, must fit the function's 10 GB /tmp
     #: with room; at ~40-70 s per GB on its 2 vCPUs that takes a third of the 15-minute
@@ -127,8 +207,8 @@ class StageConfig:
     large_object_threshold_bytes: int = 3 * 1024**3
     processing_instance_type: str = "ml.m5.2xlarge"
     processing_volume_gb: int = 200
-    #: backfill items processed at once; kept below the reserved concurrency so that live
-    #: uploads (SQS) still find the function free instead of being throttled towards the DLQ
+    #: backfill items processed at once (direct invocations, beside the event source's own
+    #: cap); with a reservation, keep the two together below it so live uploads are not throttled
     backfill_max_concurrency: int = 1
     # data lake lifecycle
     raw_infrequent_access_after_days: int = 30
@@ -154,9 +234,10 @@ class StageConfig:
     max_body_bytes: int = 1024 * 1024
     #: the predict function's own wait for the endpoint (504 after); below API Gateway's 29 s
     endpoint_timeout_seconds: int = 20
-    #: concurrent predict functions; above the usage plan's burst so that API Gateway
-    #: throttles (429) before Lambda would (a Lambda throttle reaches clients as a 5xx)
-    predict_reserved_concurrency: int = 20
+    #: opt-in reserved concurrency of the predict function (a new account's limit of 10
+    #: makes any reservation fail the deploy); when set, keep it above the usage plan's burst
+    #: so that API Gateway throttles (429) before Lambda would (a Lambda throttle is a 5xx)
+    predict_reserved_concurrency: int | None = None
     predict_memory_mb: int = 1024
     #: seconds a client is told to wait (Retry-After) while a dataset has no endpoint yet
     retry_after_seconds: int = 60
@@ -171,6 +252,8 @@ class StageConfig:
     transform_instance_type: str = "ml.m5.xlarge"
     transform_max_payload_mb: int = 6
     transform_max_runtime_seconds: int = 6 * 3600
+    #: private networking (``-c vpc=create`` or an existing VPC); None: AWS's public endpoints
+    vpc: VpcConfig | None = None
     #: subscribed to the notifications topic when set
     notification_email: str | None = None
     #: optional fixed account/region; None keeps templates environment-agnostic
@@ -242,13 +325,12 @@ STAGES: dict[str, StageConfig] = {
         retain_data=True,
         termination_protection=True,
         log_retention_days=365,
-        preprocess_reserved_concurrency=10,
+        preprocess_max_concurrency=10,
         backfill_max_concurrency=5,
         noncurrent_versions_expire_after_days=90,
         api_rate_limit=100.0,
         api_burst_limit=50,
         api_daily_quota=1_000_000,
-        predict_reserved_concurrency=100,
         capture_share=0.1,
         capture_buffer_seconds=300,
         capture_buffer_mb=64,
@@ -317,6 +399,7 @@ _OVERRIDES: dict[str, Callable[[Any], Any]] = {
     "notification_email": str,
     "region": str,
     "preprocess_reserved_concurrency": int,
+    "preprocess_max_concurrency": int,
     "log_retention_days": int,
     "api_rate_limit": float,
     "api_burst_limit": int,
@@ -326,6 +409,8 @@ _OVERRIDES: dict[str, Callable[[Any], Any]] = {
     "waf_web_acl_arn": str,
     "capture_share": float,
     "capture_expire_days": int,
+    "predict_reserved_concurrency": int,
+    "vpc": VpcConfig.parse,
 }
 
 
@@ -347,6 +432,8 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
             continue
         try:
             changes[key] = kind(value)
+        except ConfigError:
+            raise
         except ValueError as exc:
             expected = getattr(kind, "__name__", "")
             expected = "a boolean" if key == "api_iam_auth" else expected
@@ -359,4 +446,6 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
         )
     if not 0.0 <= changes.get("capture_share", 0.0) <= 1.0:
         raise ConfigError("-c capture_share must be between 0 and 1")
+    if not 2 <= changes.get("preprocess_max_concurrency", 2) <= 1000:
+        raise ConfigError("-c preprocess_max_concurrency must be 2 to 1000 (SQS event sources)")
     return dataclasses.replace(STAGES[stage], **changes)

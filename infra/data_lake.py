@@ -26,6 +26,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.nag import checkov_skip
 
 
 class _BucketDefaults(TypedDict):
@@ -58,6 +59,7 @@ class DataLake(Construct):
                 resources=["*"],
             )
         )
+        self._allow_log_groups(config)
         self.access_logs_bucket = s3.Bucket(
             self,
             "AccessLogs",
@@ -76,6 +78,15 @@ class DataLake(Construct):
                 )
             ],
             **self._common(),
+        )
+        checkov_skip(
+            self.access_logs_bucket,
+            "CKV_AWS_18",
+            "This is the access-log bucket: S3 server access logs of the four data buckets "
+            "land here. Logging it into itself would log every log delivery (a loop AWS advises "
+            "against), and a second log bucket would only move the same finding there. Who "
+            "reads or changes the logs is recorded by CloudTrail; public access is blocked, TLS "
+            "enforced, versions kept.",
         )
         self.raw_bucket = self._data_bucket(
             "Raw",
@@ -109,6 +120,38 @@ class DataLake(Construct):
                 id="AwsSolutions-SMG4",
                 reason="Rotating the masking key changes every masked value and breaks joins "
                 "with data curated before; re-keying is a deliberate backfill, not a schedule.",
+            )
+        )
+
+    def _allow_log_groups(self, config: StageConfig) -> None:
+        """CloudWatch Logs may use the key for the stage's own log groups, and nothing else.
+
+        The actions are the ones CloudWatch Logs documents for KMS-encrypted groups (written
+        out, no wildcards); the ``aws:logs:arn`` encryption-context condition limits them to
+        groups of this account and region named ``<stage prefix>-*``: the names CloudFormation
+        gives groups of either stack (``infra/log_groups.py``). Any other log group, in this
+        account or another, cannot use the key.
+        """
+        self.log_groups_arn = cdk.Stack.of(self).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=f"{config.prefix}-*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsForStageLogGroups",
+                principals=[iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": self.log_groups_arn}},
             )
         )
 

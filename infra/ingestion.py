@@ -31,6 +31,7 @@ from infra.data_lake import DataLake
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import LargeObjectProcessing
 from infra.nag import acknowledge_findings
+from infra.network import Network
 
 FUNCTION_TIMEOUT = Duration.minutes(15)
 #: 2 vCPUs from 1,769 MB up; 3,008 MB gives the hashing worker a core of its own
@@ -60,6 +61,7 @@ class Ingestion(Construct):
         config: StageConfig,
         lake: DataLake,
         alerts: sns.ITopic,
+        network: Network | None = None,
     ) -> None:
         super().__init__(scope, id_)
         raw_bucket, curated_bucket = lake.raw_bucket, lake.curated_bucket
@@ -110,16 +112,35 @@ class Ingestion(Construct):
             targets=[targets.SqsQueue(self.queue)],
         )
 
-        self.large_objects = LargeObjectProcessing(self, "LargeObjects", config=config, lake=lake)
+        self.large_objects = LargeObjectProcessing(
+            self, "LargeObjects", config=config, lake=lake, network=network
+        )
         self.function = PythonFunction(
             self,
             "Preprocess",
             name="preprocess",
             config=config,
+            key=key,
             description="Validate, mask and curate uploads of the raw bucket",
             timeout=FUNCTION_TIMEOUT,
             memory_size=FUNCTION_MEMORY_MB,
+            no_dlq_reason=(
+                "Invoked synchronously only: by its SQS event source, whose queue moves a "
+                f"message to the ingestion dead-letter queue after {MAX_RECEIVES} failed "
+                "receives (alarmed), and by the backfill state machine, which sees each "
+                "failure in its map run. A function DLQ applies to asynchronous invocations, "
+                "which never happen here."
+            ),
             reserved_concurrency=config.preprocess_reserved_concurrency,
+            concurrency_note=(
+                "Capped instead by the SQS event source's MaximumConcurrency "
+                f"({config.preprocess_max_concurrency} in this stage) and the backfill's "
+                f"MaxConcurrency ({config.backfill_max_concurrency})."
+            ),
+            network=network,
+            # boto3 calls beyond S3 and DynamoDB (gateway endpoints): the PII key, the
+            # DatasetCurated events, the processing jobs for large objects
+            uses=("secretsmanager", "events", "sagemaker.api"),
             ephemeral_storage_mb=EPHEMERAL_STORAGE_MB,
             with_specs=True,
             exclude=(*RUNTIME_PROVIDED, *PYARROW_UNUSED),
@@ -138,7 +159,13 @@ class Ingestion(Construct):
         )
         fn = self.function.function
         fn.add_event_source(
-            sources.SqsEventSource(self.queue, batch_size=1, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=1,
+                report_batch_item_failures=True,
+                # the cap on concurrent ingestion, reserving nothing from the account
+                max_concurrency=config.preprocess_max_concurrency,
+            )
         )
 
         role = self.function.role

@@ -9,8 +9,13 @@ runtimes run on Amazon Linux 2023 (glibc 2.34), so wheels up to manylinux_2_34 q
 pyarrow releases publish manylinux_2_28 wheels only. Bundles are cached
 by content hash under ``.cache/bundles/`` so repeated synths cost a copy, not a download.
 
-Every function gets: its own role (no AWS managed policies), its own log group with the stage's
-retention, JSON logs, X-Ray tracing, and the Powertools service/namespace settings.
+Every function gets: its own role (no AWS managed policies), its own log group encrypted with
+the stage key and kept for the stage's retention, its environment encrypted with the stage key,
+JSON logs, X-Ray tracing, the Powertools service/namespace settings, and, when the stage has
+private networking, a place in the VPC (private subnets, a security group of its own, interface
+endpoints for the AWS services it declares it calls). Every checkov check it does not satisfy
+by construction it skips with the reason the caller gives (dead-letter queue, concurrency) or
+the stage's (VPC).
 """
 
 from __future__ import annotations
@@ -29,12 +34,16 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import native
 from infra.config import StageConfig
+from infra.log_groups import encrypted_log_group
+from infra.nag import checkov_skip
+from infra.network import Network, Workload, skip_outside_vpc
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: packages the Lambda Python runtime already provides: never ship a second copy
@@ -212,6 +221,21 @@ class PythonFunction(Construct):
     and ``lambdas/<name>/requirements.txt`` less the
     ``exclude`` globs (what the function never imports, or what the runtime already has), and
     with ``native`` the native HMAC library built for the function's architecture.
+
+    Security settings every caller must decide (no silent defaults):
+
+    - ``key``: the stage key; it encrypts the environment and the log group.
+    - failures: ``dead_letter_queue`` for a function invoked asynchronously (EventBridge,
+      S3, SNS: Lambda retries twice, then the event lands there), or ``no_dlq_reason`` saying
+      where failures go instead (an SQS source's own DLQ, a synchronous caller that sees
+      the error). One of the two is required.
+    - concurrency: ``reserved_concurrency`` is opt-in (a new account may have an account
+      limit of 10, and any reservation then fails the deploy); without it
+      ``concurrency_note`` says what caps the function (an event source's
+      MaximumConcurrency, a Map's MaxConcurrency, an API's throttling).
+    - ``network`` (the stage's, or None) and ``uses``: the AWS services the code calls other
+      than S3 and DynamoDB (``secretsmanager``, ``events``, ``sagemaker.api``, ...), for which
+      the network adds interface endpoints.
     """
 
     def __init__(
@@ -221,11 +245,17 @@ class PythonFunction(Construct):
         *,
         name: str,
         config: StageConfig,
+        key: kms.IKey,
         description: str,
         environment: Mapping[str, str] | None = None,
         timeout: Duration | None = None,
         memory_size: int = 512,
+        dead_letter_queue: sqs.IQueue | None = None,
+        no_dlq_reason: str | None = None,
         reserved_concurrency: int | None = None,
+        concurrency_note: str | None = None,
+        network: Network | None = None,
+        uses: Sequence[str] = (),
         ephemeral_storage_mb: int | None = None,
         with_specs: bool = False,
         exclude: Sequence[str] = (),
@@ -233,6 +263,15 @@ class PythonFunction(Construct):
         packages: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
+        if (dead_letter_queue is None) == (no_dlq_reason is None):
+            raise ValueError(
+                f"{name}: give either dead_letter_queue (asynchronous invocations) or "
+                "no_dlq_reason (where its failures go instead), not both or neither"
+            )
+        if reserved_concurrency is None and not concurrency_note:
+            raise ValueError(
+                f"{name}: without reserved_concurrency, say what caps it (concurrency_note)"
+            )
         package = REPO_ROOT / "lambdas" / name
         requirements = package / "requirements.txt"
         sources = ["lambdas/__init__.py"]
@@ -243,12 +282,7 @@ class PythonFunction(Construct):
         sources += [f"lambdas/{package}" for package in packages]
         sources.append(f"lambdas/{name}")
 
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=config.log_retention,
-            removal_policy=config.removal_policy,
-        )
+        self.log_group = encrypted_log_group(self, "Logs", config=config, key=key)
         self.role = iam.Role(
             self,
             "Role",
@@ -256,6 +290,16 @@ class PythonFunction(Construct):
             description=f"Sluice {config.stage} {name} function",
         )
         self.log_group.grant_write(self.role)
+        self.network: Workload | None = None
+        if network is not None:
+            network.use(uses)
+            self.network = network.workload(
+                self, "SecurityGroup", description=f"Sluice {config.stage} {name} function"
+            )
+            # before the function: Lambda creates its network interfaces with the role
+            network_policy = network.grant_interfaces(
+                self, self.role, self.network, service="lambda"
+            )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -278,6 +322,7 @@ class PythonFunction(Construct):
             timeout=timeout or Duration.seconds(30),
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrency,
+            dead_letter_queue=dead_letter_queue,
             ephemeral_storage_size=cdk.Size.mebibytes(ephemeral_storage_mb)
             if ephemeral_storage_mb
             else None,
@@ -287,7 +332,14 @@ class PythonFunction(Construct):
                 "SLUICE_STAGE": config.stage,
                 **(environment or {}),
             },
+            environment_encryption=key,
+            vpc=network.vpc if network is not None else None,
+            vpc_subnets=self.network.subnets if self.network is not None else None,
+            security_groups=[self.network.security_group] if self.network is not None else None,
         )
+        if network is not None:
+            self.function.node.add_dependency(network_policy)
+        self._decrypt_environment(key)
         self._trace_with_xray()
         cdk.Validations.of(self.function).acknowledge(
             cdk.Acknowledgment(
@@ -296,6 +348,40 @@ class PythonFunction(Construct):
                 "local cloud's interpreter and every pinned wheel (pyarrow) support; "
                 "it is a supported Lambda runtime.",
             )
+        )
+        if no_dlq_reason is not None:
+            checkov_skip(self.function, "CKV_AWS_116", no_dlq_reason)
+        if reserved_concurrency is None and concurrency_note:
+            checkov_skip(
+                self.function,
+                "CKV_AWS_115",
+                "Reserved concurrency is opt-in per stage: a new account may have an account "
+                "concurrency limit of 10, and any reservation then fails the deploy. "
+                f"{concurrency_note}",
+            )
+        if network is None:
+            skip_outside_vpc(self.function, f"The {name} function")
+
+    def _decrypt_environment(self, key: kms.IKey) -> None:
+        """Lambda decrypts the environment with the function's role at start-up: Decrypt on
+        the stage key, only under the encryption context Lambda sets (this function's ARN)."""
+        iam.Policy(
+            self,
+            "DecryptEnvironment",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[key.key_arn],
+                    conditions={
+                        "StringEquals": {
+                            "kms:EncryptionContext:aws:lambda:FunctionArn": (
+                                self.function.function_arn
+                            )
+                        }
+                    },
+                )
+            ],
         )
 
     def _trace_with_xray(self) -> None:

@@ -15,7 +15,10 @@ job; this construct provides what the job needs:
   Manager (and grants for the encrypted volume), PutEvents on the default bus, its own logs.
 
 Network isolation stays off: the job itself talks to S3, Secrets Manager and EventBridge
-(exactly as the function does), which an isolated container cannot reach.
+(exactly as the function does), which an isolated container cannot reach. With the stage's
+private network on, the job runs in its private subnets with a security group of its own and
+reaches those services through the VPC endpoints, with inter-container traffic encryption on;
+the function may then start jobs only with those subnets and that encryption (IAM conditions).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import REPO_ROOT, PipLocalBundling
 from infra.nag import acknowledge_findings
+from infra.network import Network, Workload
 
 IMAGE_REPOSITORY = "sagemaker-xgboost"
 IMAGE_TAG = "3.0-5"
@@ -71,6 +75,7 @@ class LargeObjectProcessing(Construct):
         *,
         config: StageConfig,
         lake: DataLake,
+        network: Network | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
@@ -125,6 +130,16 @@ class LargeObjectProcessing(Construct):
             "PROCESSING_INSTANCE_TYPE": config.processing_instance_type,
             "PROCESSING_VOLUME_GB": str(config.processing_volume_gb),
         }
+        self.network: Workload | None = None
+        if network is not None:
+            self.network = network.workload(
+                self, "JobSecurityGroup", description=f"Sluice {config.stage} ingestion jobs"
+            )
+            network.grant_interfaces(self, self.role, self.network, service="sagemaker")
+            self.environment["PROCESSING_SUBNET_IDS"] = cdk.Fn.join(",", self.network.subnet_ids)
+            self.environment["PROCESSING_SECURITY_GROUP_IDS"] = (
+                self.network.security_group.security_group_id
+            )
 
     @property
     def job_arn_pattern(self) -> str:
@@ -140,7 +155,12 @@ class LargeObjectProcessing(Construct):
             roles=[role],
             statements=[
                 iam.PolicyStatement(
-                    actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"],
+                    actions=["sagemaker:CreateProcessingJob"],
+                    resources=[self.job_arn_pattern],
+                    conditions=self._network_conditions(),
+                ),
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeProcessingJob"],
                     resources=[self.job_arn_pattern],
                 ),
                 iam.PolicyStatement(
@@ -159,6 +179,20 @@ class LargeObjectProcessing(Construct):
             )
         )
         return policy
+
+    def _network_conditions(self) -> dict[str, object] | None:
+        """In a private network, a job may start only in its subnets, with its security group
+        and with inter-container traffic encryption."""
+        if self.network is None:
+            return None
+        return {
+            "ForAllValues:StringEquals": {
+                "sagemaker:VpcSubnets": self.network.subnet_ids,
+                "sagemaker:VpcSecurityGroupIds": [self.network.security_group.security_group_id],
+            },
+            "Null": {"sagemaker:VpcSubnets": "false"},
+            "Bool": {"sagemaker:InterContainerTrafficEncryption": "true"},
+        }
 
     def _grant(self, lake: DataLake, stack: cdk.Stack) -> None:
         region = cdk.Aws.REGION

@@ -5,11 +5,10 @@
   ``api_iam_auth``, SigV4 signatures as well). A REGIONAL endpoint: a regional WAF web ACL can
   be associated (``waf_web_acl_arn``) and clients pay no CloudFront hop.
 - One stage (named after the stage config) with JSON access logs in a KMS-encrypted log group,
-  execution logs (errors) in a KMS-encrypted log group created before API Gateway would create
-  an unencrypted one, X-Ray tracing and detailed metrics.
+  X-Ray tracing and detailed metrics (no execution logs: see ``_findings``).
 - A usage plan with the stage's rate, burst and daily quota per key, and one key for the stage.
-  Its burst stays below the function's reserved concurrency: API Gateway throttles (429) before
-  Lambda would (a Lambda throttle reaches a client as a 5xx).
+  It is what caps the function (reserved concurrency is an opt-in; when set, it stays above the
+  burst so that API Gateway throttles, 429, before Lambda would: a Lambda throttle is a 5xx).
 - Gateway Responses: whatever API Gateway answers itself (403, 429, 413, 504, its default 4xx
   and 5xx) carries the API's JSON error shape ``{"error": {"code", "message", "details"}}``.
 - Capture streams (``infra/capture.py``) the function writes to.
@@ -30,11 +29,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.capture import CaptureStreams, encrypted_log_group
+from infra.capture import CaptureStreams
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.lambda_function import RUNTIME_PROVIDED, PythonFunction
-from infra.nag import acknowledge_findings
+from infra.log_groups import encrypted_log_group
+from infra.nag import acknowledge_findings, checkov_skip
+from infra.network import Network
 
 #: API Gateway's integration timeout (the REST maximum without a quota increase)
 INTEGRATION_TIMEOUT = Duration.seconds(29)
@@ -109,6 +110,7 @@ class Serving(Construct):
         config: StageConfig,
         lake: DataLake,
         datasets: Sequence[str],
+        network: Network | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.config = config
@@ -118,10 +120,22 @@ class Serving(Construct):
             "Predict",
             name="predict",
             config=config,
+            key=lake.key,
             description="Prediction API: check the request, call the dataset's endpoint, capture",
             timeout=FUNCTION_TIMEOUT,
             memory_size=config.predict_memory_mb,
+            no_dlq_reason=(
+                "Invoked synchronously by API Gateway only: the caller gets the answer, an "
+                "error included; a function DLQ applies to asynchronous invocations."
+            ),
             reserved_concurrency=config.predict_reserved_concurrency,
+            concurrency_note=(
+                "Capped by the API's usage plan: each key may make "
+                f"{config.api_rate_limit:g} requests a second with bursts of "
+                f"{config.api_burst_limit} in this stage (429 above)."
+            ),
+            network=network,
+            uses=("sagemaker.runtime", "sagemaker.api", "firehose"),
             with_specs=True,
             exclude=(*RUNTIME_PROVIDED, *PREDICT_UNUSED),
             environment={
@@ -177,7 +191,8 @@ class Serving(Construct):
                 access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
                 tracing_enabled=True,
                 metrics_enabled=True,
-                logging_level=apigw.MethodLoggingLevel.ERROR,
+                # no execution logs: see _findings
+                logging_level=apigw.MethodLoggingLevel.OFF,
                 data_trace_enabled=False,  # request bodies hold PII: never logged
             ),
         )
@@ -198,58 +213,8 @@ class Serving(Construct):
         dataset = api.root.add_resource("v1").add_resource("{dataset}")
         dataset.add_method("GET", integration, **options)  # type: ignore[arg-type]
         dataset.add_resource("predictions").add_method("POST", integration, **options)  # type: ignore[arg-type]
-        self._execution_logs(config, lake, api)
         self._findings(config, api)
         return api
-
-    def _execution_logs(self, config: StageConfig, lake: DataLake, api: apigw.RestApi) -> None:
-        """Execution logs (errors only) go to a group API Gateway would create unencrypted and
-        without retention: create it first, encrypted, with the stage's retention. API Gateway
-        needs the account's CloudWatch role for them (one per account and region)."""
-        name = f"API-Gateway-Execution-Logs_{api.rest_api_id}/{config.stage}"
-        group = encrypted_log_group(self, "ExecutionLogs", config=config, key=lake.key, name=name)
-        api.deployment_stage.node.add_dependency(group)
-        role = iam.Role(
-            self,
-            "LoggingRole",
-            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            description="API Gateway's account-wide role for writing execution logs",
-            inline_policies={
-                "logs": iam.PolicyDocument(
-                    statements=[
-                        iam.PolicyStatement(
-                            actions=[
-                                "logs:CreateLogGroup",
-                                "logs:CreateLogStream",
-                                "logs:DescribeLogGroups",
-                                "logs:DescribeLogStreams",
-                                "logs:PutLogEvents",
-                                "logs:GetLogEvents",
-                                "logs:FilterLogEvents",
-                            ],
-                            resources=[
-                                cdk.Stack.of(self).format_arn(
-                                    service="logs",
-                                    resource="log-group",
-                                    resource_name="*",
-                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                                )
-                            ],
-                        )
-                    ]
-                )
-            },
-        )
-        acknowledge_findings(
-            role,
-            ["AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-             "<AWS::AccountId>:log-group:*]"],
-            reason="API Gateway's account-level logging role writes the execution logs of every "
-            "API and stage of the account (AWS's documented permissions for this role, written "
-            "out instead of the managed policy)",
-        )  # fmt: skip
-        account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
-        api.deployment_stage.node.add_dependency(account)
 
     def _findings(self, config: StageConfig, api: apigw.RestApi) -> None:
         acknowledge_findings(
@@ -270,12 +235,40 @@ class Serving(Construct):
             "and quota); SigV4 (IAM) authorization is a stage option (api_iam_auth). There are "
             "no end users to sign in, so no Cognito user pool.",
         )
+        stage = api.deployment_stage
+        no_execution_logs = (
+            "Execution logs are off: API Gateway writes them to a log group it names "
+            "(API-Gateway-Execution-Logs_<api>/<stage>) that the stage key's policy cannot cover "
+            "and that needs an account-wide logging role. The JSON access log (every request: "
+            "id, key id, status, latencies, error type and message) and the function's own log "
+            "(the request id as correlation id) hold what is needed, encrypted."
+        )
+        acknowledge_findings(stage, ["AwsSolutions-APIG6"], reason=no_execution_logs)
+        checkov_skip(stage, "CKV2_AWS_4", no_execution_logs)
+        checkov_skip(
+            stage,
+            "CKV_AWS_120",
+            "No response caching: every prediction is computed for its request (and captured); "
+            "a cache would answer a different request's id and skip capture.",
+        )
+        checkov_skip(
+            stage,
+            "CKV2_AWS_51",
+            "Clients authenticate with API keys (and optionally SigV4); the integration is a "
+            "Lambda proxy, not an HTTP backend that would verify a client certificate.",
+        )
         if not config.waf_web_acl_arn:
             acknowledge_findings(
-                api.deployment_stage,
+                stage,
                 ["AwsSolutions-APIG3"],
                 reason="A WAF web ACL is associated when the stage config names one "
                 "(waf_web_acl_arn); throttling and quotas are enforced by the usage plan.",
+            )
+            checkov_skip(
+                stage,
+                "CKV2_AWS_29",
+                "A WAF web ACL is associated when the stage config names one (waf_web_acl_arn); "
+                "throttling and quotas are enforced by the usage plan.",
             )
 
     def _gateway_responses(self, config: StageConfig) -> None:

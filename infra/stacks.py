@@ -18,6 +18,7 @@ from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
 from infra.nag import acknowledge_framework_singletons
+from infra.network import Network
 from infra.notifications import Notifications
 from infra.rollout import Rollout, declared_datasets
 from infra.serving import Serving
@@ -65,8 +66,19 @@ class StatelessStack(cdk.Stack):
         self.config = config
         self.data_lake = lake = data_lake
         self.notifications = Notifications(self, "Notifications", config=config, key=lake.key)
+        #: the stage's private network, or None (then functions use AWS's public endpoints)
+        self.network = (
+            Network(self, "Network", config=config, vpc_config=config.vpc, key=lake.key)
+            if config.vpc is not None
+            else None
+        )
         self.ingestion = Ingestion(
-            self, "Ingestion", config=config, lake=lake, alerts=self.notifications.topic
+            self,
+            "Ingestion",
+            config=config,
+            lake=lake,
+            alerts=self.notifications.topic,
+            network=self.network,
         )
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
@@ -79,9 +91,16 @@ class StatelessStack(cdk.Stack):
             datasets=datasets,
             alerts=self.notifications.topic,
         )
-        self.serving = Serving(self, "Serving", config=config, lake=lake, datasets=datasets)
+        self.serving = Serving(
+            self, "Serving", config=config, lake=lake, datasets=datasets, network=self.network
+        )
         self.batch_scoring = BatchScoring(
-            self, "BatchScoring", config=config, lake=lake, datasets=datasets
+            self,
+            "BatchScoring",
+            config=config,
+            lake=lake,
+            datasets=datasets,
+            network=self.network,
         )
         ingestion, serving = self.ingestion, self.serving
         for name, value in {
@@ -100,6 +119,8 @@ class StatelessStack(cdk.Stack):
             "ScoreFunctionName": self.batch_scoring.function.function.function_name,
         }.items():
             cdk.CfnOutput(self, name, value=value)
+        if self.network is not None:
+            cdk.CfnOutput(self, "VpcId", value=self.network.vpc.vpc_id)
         # Further components are composed here as they land (see DESIGN.md).
 
 

@@ -31,6 +31,10 @@ export SLUICE_SAGEMAKER_PYTHON="${SLUICE_SAGEMAKER_PYTHON:-$root/.venv/bin/pytho
 export GATEWAY_LISTEN="127.0.0.1:$port" SLUICE_GATEWAY_URL="http://127.0.0.1:$port" GATEWAY_SERVER=hypercorn DNS_ADDRESS=0
 export DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 LOCALSTACK_VOLUME_DIR="$state/volume"
 export LAMBDA_RUNTIME_EXECUTOR=subprocess PROVIDER_OVERRIDE_DYNAMODB=moto
+# A resource type without a provider fails the deploy, as on AWS, instead of LocalStack's default
+# of skipping it and still reporting CREATE_COMPLETE. Every type the app uses has a provider
+# (LocalStack's or sluice_local's); tests/integration/test_cloudformation.py holds this.
+export CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES=0
 export LAMBDA_KEEPALIVE_MS="${LAMBDA_KEEPALIVE_MS:-60000}"
 # local time runs this many times faster than AWS for deployment waits and alarms on endpoint
 # metrics (a 60 s alarm period is 1 s locally); 1 = real time. See local/README.md.

@@ -291,6 +291,20 @@ class LargeObjectRouter:
             raise
         return found
 
+    @staticmethod
+    def _network(p: ProcessingSettings) -> dict[str, Any]:
+        """Network isolation stays off: the job reads S3 and Secrets Manager and puts
+        EventBridge events itself. In the stage's private network it runs in its subnets
+        (AWS reached through VPC endpoints), with traffic between instances encrypted."""
+        network: dict[str, Any] = {"EnableNetworkIsolation": False}
+        if p.subnet_ids:
+            network["EnableInterContainerTrafficEncryption"] = True
+            network["VpcConfig"] = {
+                "SecurityGroupIds": list(p.security_group_ids),
+                "Subnets": list(p.subnet_ids),
+            }
+        return network
+
     def job_request(self, name: str, ref: ObjectRef) -> dict[str, Any]:
         """CreateProcessingJob: this package, run on the object, in the XGBoost image."""
         p = self.processing
@@ -358,6 +372,5 @@ class LargeObjectRouter:
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": p.max_runtime_seconds},
             "Environment": environment,
-            # the job reads S3, Secrets Manager and puts EventBridge events itself
-            "NetworkConfig": {"EnableNetworkIsolation": False},
+            "NetworkConfig": self._network(p),
         }

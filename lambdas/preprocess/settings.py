@@ -38,6 +38,9 @@ class ProcessingSettings:
     max_runtime_seconds: int = 24 * 3600
     #: gzip CSV and Parquet hold several times their size in CSV: their threshold is divided
     compressed_expansion: float = 4.0
+    #: the stage's private network: the job runs in these subnets with this security group
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,17 @@ def _processing(env: Mapping[str, str]) -> ProcessingSettings | None:
     ):
         if env.get(name):
             values[field] = _int(env, name)
+    for name, field in (
+        ("PROCESSING_SUBNET_IDS", "subnet_ids"),
+        ("PROCESSING_SECURITY_GROUP_IDS", "security_group_ids"),
+    ):
+        if env.get(name):
+            values[field] = tuple(part for part in env[name].split(",") if part)
+    if bool(values.get("subnet_ids")) != bool(values.get("security_group_ids")):
+        raise SettingsError(
+            "PROCESSING_SUBNET_IDS and PROCESSING_SECURITY_GROUP_IDS go together (a job in "
+            "a VPC needs both)"
+        )
     if env.get("COMPRESSED_EXPANSION"):
         try:
             values["compressed_expansion"] = float(env["COMPRESSED_EXPANSION"])

@@ -41,6 +41,34 @@ class CustomResourceProviderPlugin(CloudFormationResourceProviderPlugin):
         self.factory = CustomResourceProvider
 
 
+class SecurityGroupIngressProviderPlugin(CloudFormationResourceProviderPlugin):
+    """``AWS::EC2::SecurityGroupIngress`` (LocalStack has none)."""
+
+    name = "AWS::EC2::SecurityGroupIngress"
+
+    def __init__(self) -> None:
+        self.factory: type[ResourceProvider] | None = None
+
+    def load(self) -> None:
+        from sluice_local.cloudformation import SecurityGroupIngressProvider
+
+        self.factory = SecurityGroupIngressProvider
+
+
+class FlowLogProviderPlugin(CloudFormationResourceProviderPlugin):
+    """``AWS::EC2::FlowLog`` (LocalStack has none)."""
+
+    name = "AWS::EC2::FlowLog"
+
+    def __init__(self) -> None:
+        self.factory: type[ResourceProvider] | None = None
+
+    def load(self) -> None:
+        from sluice_local.cloudformation import FlowLogProvider
+
+        self.factory = FlowLogProvider
+
+
 @aws_provider(api="sagemaker")
 def sagemaker() -> Service:
     from sluice_local.sagemaker.provider import create_sagemaker_service
@@ -116,3 +144,11 @@ def install_settings_route() -> None:
     from sluice_local.routes import install
 
     install()
+
+
+@hooks.on_infra_start()
+def install_cfn_support_check() -> None:
+    from sluice_local.cloudformation import install_log_group_properties, install_support_check
+
+    install_support_check()
+    install_log_group_properties()

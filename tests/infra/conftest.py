@@ -61,3 +61,16 @@ def templates() -> Callable[[str], dict[str, Template]]:
         }
 
     return _templates
+
+
+def endpoint_services(template: Template, kind: str = "Interface") -> dict[str, dict[str, Any]]:
+    """VPC endpoints of ``kind`` (Interface, Gateway) by service (``secretsmanager``, ``s3``)."""
+    found = {}
+    for endpoint in template.find_resources("AWS::EC2::VPCEndpoint").values():
+        props = endpoint["Properties"]
+        if props.get("VpcEndpointType", "Gateway") != kind:
+            continue
+        name = props["ServiceName"]
+        last = name if isinstance(name, str) else name["Fn::Join"][1][-1]
+        found[last.removeprefix("com.amazonaws.").split(".", 1)[-1].lstrip(".")] = props
+    return found

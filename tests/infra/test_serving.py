@@ -125,7 +125,7 @@ def test_stage_has_json_access_logs_in_an_encrypted_group_xray_and_metrics(dev: 
         {
             "DataTraceEnabled": False,
             "HttpMethod": "*",
-            "LoggingLevel": "ERROR",
+            "LoggingLevel": "OFF",
             "MetricsEnabled": True,
             "ResourcePath": "/*",
         }
@@ -143,21 +143,11 @@ def test_every_log_group_of_serving_is_encrypted_with_retention(dev: Template) -
     groups = {
         k: v for k, v in _resources(dev, "AWS::Logs::LogGroup").items() if k.startswith("Serving")
     }
-    assert len(groups) >= 3  # access logs, execution logs, capture delivery (+ the function's)
+    assert len(groups) >= 3  # access logs, capture delivery, the function's
     for logical, group in groups.items():
-        if "PredictLogs" in logical:
-            continue  # the function factory's group (#9 encrypts it)
         assert "KmsKeyId" in group["Properties"], logical
         assert group["Properties"]["RetentionInDays"] == STAGES["dev"].log_retention_days
-
-
-def test_execution_logs_group_exists_before_the_stage(dev: Template) -> None:
-    groups = _resources(dev, "AWS::Logs::LogGroup")
-    execution = next(k for k in groups if "ExecutionLogs" in k)
-    name = json.dumps(groups[execution]["Properties"]["LogGroupName"])
-    assert "API-Gateway-Execution-Logs_" in name and "/dev" in name
-    stage = next(iter(_resources(dev, "AWS::ApiGateway::Stage").values()))
-    assert execution in stage["DependsOn"]
+        assert "LogGroupName" not in group["Properties"]  # named after the stack: the key covers it
 
 
 def test_usage_plan_throttle_and_daily_quota_come_from_the_stage(dev: Template) -> None:
@@ -181,10 +171,10 @@ def test_plan_overrides_from_context() -> None:
     )
 
 
-@pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_api_gateway_throttles_before_lambda_would(stage: str) -> None:
-    config = STAGES[stage]
-    assert config.api_burst_limit < config.predict_reserved_concurrency
+def test_reserved_concurrency_is_opt_in_and_the_plan_caps_the_function(dev: Template) -> None:
+    assert "ReservedConcurrentExecutions" not in _predict(dev)
+    reserved = _predict(_app_template("dev", predict_reserved_concurrency="30"))
+    assert reserved["ReservedConcurrentExecutions"] == 30
 
 
 # --------------------------------------------------------------------- gateway responses
@@ -308,7 +298,6 @@ def test_predict_function_settings_come_from_the_stage(dev: Template) -> None:
     assert float(env["CAPTURE_SHARE"]) == config.capture_share
     assert int(env["MAX_INSTANCES"]) == config.max_instances
     assert int(env["MAX_BODY_BYTES"]) == config.max_body_bytes
-    assert props["ReservedConcurrentExecutions"] == config.predict_reserved_concurrency
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["Timeout"] < INTEGRATION_TIMEOUT.to_seconds()
     assert float(env["ENDPOINT_TIMEOUT_SECONDS"]) < props["Timeout"]
@@ -407,13 +396,6 @@ def test_captured_data_expires_after_the_configured_days(dev_data: Template) -> 
             }
         },
     )
-
-
-def test_the_key_lets_cloudwatch_logs_encrypt_this_accounts_groups(dev_data: Template) -> None:
-    keys = _resources(dev_data, "AWS::KMS::Key")
-    statements = next(iter(keys.values()))["Properties"]["KeyPolicy"]["Statement"]
-    logs = next(s for s in statements if s.get("Sid") == "CloudWatchLogsEncryptsLogGroups")
-    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
 
 
 def test_stage_config_parses_serving_overrides() -> None:

@@ -253,3 +253,45 @@ def test_routing_settings_come_from_the_environment_all_or_nothing() -> None:
     # the job itself never routes and needs no idempotency table
     job = Settings.from_env({k: v for k, v in full.items() if k != "IDEMPOTENCY_TABLE"}, job=True)
     assert job.processing is None
+
+
+def test_without_a_private_network_the_job_uses_sagemakers_own() -> None:
+    assert LargeObjectRouter._network(PROCESSING) == {"EnableNetworkIsolation": False}
+
+
+def test_in_the_private_network_the_job_runs_in_its_subnets_with_encrypted_traffic() -> None:
+    network = dataclasses.replace(
+        PROCESSING, subnet_ids=("subnet-a", "subnet-b"), security_group_ids=("sg-1",)
+    )
+    assert LargeObjectRouter._network(network) == {
+        # the job calls S3, Secrets Manager and EventBridge itself (through the VPC endpoints)
+        "EnableNetworkIsolation": False,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": {"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-a", "subnet-b"]},
+    }
+
+
+def test_network_settings_come_from_the_environment_together() -> None:
+    full = {
+        "CURATED_BUCKET": "c",
+        "QUARANTINE_BUCKET": "q",
+        "PII_SECRET_ARN": "s",
+        "IDEMPOTENCY_TABLE": "t",
+        "LARGE_OBJECT_BYTES": "10",
+        "PROCESSING_ROLE_ARN": "r",
+        "PROCESSING_IMAGE_URI": "i",
+        "PROCESSING_CODE_URI": "s3://a/b.zip",
+        "PROCESSING_KMS_KEY_ARN": "k",
+        "PROCESSING_JOB_PREFIX": "p",
+        "PROCESSING_SUMMARY_URI": "s3://a/jobs",
+        "PROCESSING_SUBNET_IDS": "subnet-a,subnet-b",
+        "PROCESSING_SECURITY_GROUP_IDS": "sg-1",
+    }
+    processing = Settings.from_env(full).processing
+    assert processing is not None
+    assert (processing.subnet_ids, processing.security_group_ids) == (
+        ("subnet-a", "subnet-b"),
+        ("sg-1",),
+    )
+    with pytest.raises(SettingsError, match="go together"):
+        Settings.from_env({k: v for k, v in full.items() if k != "PROCESSING_SECURITY_GROUP_IDS"})
