@@ -95,8 +95,8 @@ def _event(records: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
     }
 
 
-def _invoke(function: str, event: dict[str, Any]) -> tuple[float, float, float | None]:
-    """(Duration, endpoint_ms, Init Duration) of one invocation, from its logs."""
+def _invoke(function: str, event: dict[str, Any]) -> tuple[float, float, float | None, float]:
+    """(Duration, endpoint_ms, Init Duration, capture_ms) of one invocation, from its logs."""
     response = _client("lambda").invoke(
         FunctionName=function, Payload=json.dumps(event), LogType="Tail"
     )
@@ -110,7 +110,12 @@ def _invoke(function: str, event: dict[str, Any]) -> tuple[float, float, float |
         for line in tail.splitlines()
         if line.startswith("{") and '"prediction served"' in line
     )
-    return duration, float(served["endpoint_ms"]), float(init.group(1)) if init else None
+    return (
+        duration,
+        float(served["endpoint_ms"]),
+        float(init.group(1)) if init else None,
+        float(served.get("capture_ms", 0.0)),
+    )
 
 
 def _overhead(function: str, records: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
@@ -126,15 +131,16 @@ def _overhead(function: str, records: list[dict[str, Any]]) -> list[tuple[str, f
         FunctionName=function, Environment={"Variables": {**env, "BENCH_RUN": uuid.uuid4().hex}}
     )
     lam.get_waiter("function_updated_v2").wait(FunctionName=function)
-    duration, _, init = _invoke(function, _event(records, "bench-cold"))
+    duration, _, init, _ = _invoke(function, _event(records, "bench-cold"))
     cold_ms = (init or 0.0) + duration
     for i in range(5):  # warm up
         _invoke(function, _event(records, f"bench-warm-{i}"))
-    own, endpoint, direct = [], [], []
+    own, endpoint, direct, captures = [], [], [], []
     for i in range(CALLS):
-        duration, endpoint_ms, _ = _invoke(function, _event(records, f"bench-{i}"))
+        duration, endpoint_ms, _, capture_ms = _invoke(function, _event(records, f"bench-{i}"))
         own.append(duration - endpoint_ms)
         endpoint.append(endpoint_ms)
+        captures.append(capture_ms)
         started = time.perf_counter()
         runtime.invoke_endpoint(EndpointName="sluice-dev-churn", ContentType="application/json",
                                 Body=forwarded)["Body"].read()  # fmt: skip
@@ -144,7 +150,8 @@ def _overhead(function: str, records: list[dict[str, Any]]) -> list[tuple[str, f
         f"  predict, {INSTANCES} instances, {CALLS} warm calls: own time median {median:.2f} ms "
         f"(p90 {statistics.quantiles(own, n=10)[-1]:.2f}); its endpoint call median "
         f"{statistics.median(endpoint):.2f} ms; direct InvokeEndpoint median "
-        f"{statistics.median(direct):.2f} ms; cold start {cold_ms:.0f} ms "
+        f"{statistics.median(direct):.2f} ms; of the own time, the capture's Firehose put "
+        f"median {statistics.median(captures):.2f} ms; cold start {cold_ms:.0f} ms "
         f"(Init Duration {init or 0:.0f} ms)"
     )
     return [

@@ -150,6 +150,7 @@ def build_app(predictor: Predictor) -> APIGatewayRestResolver:
                 "instances": len(request.instances),
                 "model_version": served.body["model_version"],
                 "endpoint_ms": round(served.endpoint_ms, 3),
+                "capture_ms": round(served.capture_ms, 3),
                 "handler_ms": round((time.perf_counter() - started) * 1000, 3),
                 "captured": served.captured,
             },

@@ -77,6 +77,7 @@ class Served:
     endpoint_ms: float
     captured: int = 0
     capture_failed: int = 0
+    capture_ms: float = 0.0
 
 
 @dataclass
@@ -241,11 +242,13 @@ class Predictor:
             declared=dataset.declared,
             pii=dataset.pii,
         )
+        started = time.perf_counter()
         try:
             served.capture_failed = capture.send(self.firehose, stream, lines)
         except Exception:  # capture must never fail a prediction
             logger.exception("capture failed", extra={"stream": stream})
             served.capture_failed = len(lines)
+        served.capture_ms = (time.perf_counter() - started) * 1000
         served.captured = len(lines) - served.capture_failed
 
     # ------------------------------------------------------------------------ describe
