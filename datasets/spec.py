@@ -1,13 +1,16 @@
 """Dataset specs: the typed contract behind ``datasets/<name>.yaml``.
 
-A spec declares the columns of an upload (types, PII, ranges, categories), the target and problem
-type, the engineered features, the split, and the metric the quality gate uses. Ingestion,
-training, evaluation and serving all read the same spec through this module, so it stays free of
-heavy dependencies: PyYAML when installed, JSON otherwise (every JSON document is valid YAML).
+A spec declares the columns of an upload (types, presence, nullability, PII, ranges, categories,
+missing-value markers), the target and problem type, the engineered features, the split, and the
+metric the quality gate uses. Ingestion, training, evaluation and serving all read the same spec
+through this module, so it stays free of heavy dependencies: PyYAML when installed, JSON otherwise
+(every JSON document is valid YAML). A spec is checked as strictly as the data: an unknown key at
+any level is an error naming the file, the key and the nearest known key.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -32,6 +35,21 @@ METRICS: dict[str, dict[str, bool]] = {
 }
 
 
+#: the keys a spec may use, per level (anything else is an error naming the nearest of these)
+TOP_KEYS = (
+    "name", "version", "description", "id_column", "target", "columns", "unknown_columns",
+    "max_bad_row_fraction", "na_values", "features", "split", "metric", "segments",
+)  # fmt: skip
+COLUMN_KEYS = (
+    "name", "type", "required", "optional", "pii", "min", "max", "categories", "na_values",
+    "feature",
+)  # fmt: skip
+TARGET_KEYS = ("column", "problem_type", "positive_class")
+FEATURE_KEYS = ("name", "kind", "column", "start", "end")
+SPLIT_KEYS = ("validation", "test")
+METRIC_KEYS = ("name", "threshold", "margin")
+
+
 class SpecError(ValueError):
     """A dataset spec is malformed; the message names the file and the field."""
 
@@ -40,11 +58,16 @@ class SpecError(ValueError):
 class Column:
     name: str
     type: ColumnType
+    #: the value may not be missing (empty, or one of the column's missing-value markers)
     required: bool = False
+    #: the column may be absent from a file (then all missing); otherwise absent = rejected
+    optional: bool = False
     pii: bool = False
     min: float | None = None
     max: float | None = None
     categories: tuple[Any, ...] | None = None
+    #: strings read as missing in this column; None = the spec's (typed columns only)
+    na_values: tuple[str, ...] | None = None
     #: None = decided by role (see DatasetSpec.model_features); True/False forces it
     feature: bool | None = None
 
@@ -111,6 +134,8 @@ class DatasetSpec:
     split: Split = field(default_factory=Split)
     segments: tuple[str, ...] = ()
     positive_class: Any = None
+    #: strings read as missing in typed columns, besides the empty field (always missing)
+    na_values: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ lookups
     def column(self, name: str) -> Column:
@@ -134,6 +159,33 @@ class DatasetSpec:
     @property
     def timestamp_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.type == "timestamp")
+
+    def na_values_for(self, col: Column) -> tuple[str, ...]:
+        """The markers read as missing in a column, besides the empty field.
+
+        A column's own ``na_values`` wins; otherwise the spec's apply to typed columns (numbers,
+        bools, timestamps, categories) and never to a string column, where ``NA`` may be a real
+        value (a country code, a name).
+        """
+        if col.na_values is not None:
+            return col.na_values
+        return () if col.type == "string" else self.na_values
+
+    @property
+    def record_columns(self) -> tuple[str, ...]:
+        """The fields of a prediction record: the declared columns minus the target."""
+        return tuple(c.name for c in self.columns if c.name != self.target_column)
+
+    def input_columns(self) -> tuple[str, ...]:
+        """The declared columns the model's features come from (a prediction needs only these).
+
+        The model's declared-column features, and the timestamp columns its engineered features
+        are computed from, in spec order.
+        """
+        wanted = {f.name for f in self.model_features()}
+        for feat in self.features:
+            wanted.update(feat.sources)
+        return tuple(c.name for c in self.columns if c.name in wanted)
 
     @property
     def target(self) -> Column:
@@ -181,6 +233,49 @@ class DatasetSpec:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def to_document(self) -> dict[str, Any]:
+        """The spec as a spec file holds it: ``parse_spec(spec.to_document()) == spec``.
+
+        Saved with a model as JSON (the serving container may lack PyYAML), so the model carries
+        the record shape it was trained on.
+        """
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "target": {"column": self.target_column, "problem_type": self.problem_type},
+            "columns": [_column_document(c) for c in self.columns],
+            "unknown_columns": self.unknown_columns,
+            "max_bad_row_fraction": self.max_bad_row_fraction,
+            "na_values": list(self.na_values),
+            "features": [
+                {k: v for k, v in asdict(f).items() if v is not None} for f in self.features
+            ],
+            "split": asdict(self.split),
+            "metric": asdict(self.metric),
+            "segments": list(self.segments),
+        }
+        if self.id_column is not None:
+            doc["id_column"] = self.id_column
+        if self.positive_class is not None:
+            doc["target"]["positive_class"] = self.positive_class
+        return doc
+
+
+def _column_document(col: Column) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": col.name, "type": col.type}
+    for key in ("required", "optional", "pii"):
+        if getattr(col, key):
+            doc[key] = True
+    for key in ("min", "max", "feature"):
+        if getattr(col, key) is not None:
+            doc[key] = getattr(col, key)
+    if col.categories is not None:
+        doc["categories"] = list(col.categories)
+    if col.na_values is not None:
+        doc["na_values"] = list(col.na_values)
+    return doc
+
 
 # ---------------------------------------------------------------------- parsing
 def _load_document(path: Path) -> Any:
@@ -193,6 +288,44 @@ def _load_document(path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(str(exc)) from exc
+
+
+def nearest(word: str, candidates: tuple[str, ...] | list[str]) -> str:
+    """The candidate most like ``word`` (for "did you mean" messages)."""
+    return max(
+        candidates,
+        key=lambda c: (difflib.SequenceMatcher(None, word.lower(), c.lower()).ratio(), -len(c)),
+    )
+
+
+def _mapping(raw: Any, where: str, known: tuple[str, ...]) -> dict[str, Any]:
+    """``raw`` as a mapping whose keys are all known; an unknown key names the nearest one."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping with keys among {', '.join(known)}")
+    for key in raw:
+        if key not in known:
+            raise SpecError(
+                f"{where}: unknown key {key!r} (did you mean {nearest(str(key), known)!r}?)"
+            )
+    return raw
+
+
+def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _markers(raw: dict[str, Any], where: str) -> tuple[str, ...] | None:
+    value = raw.get("na_values")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}.na_values: expected a list of strings, got {value!r}")
+    if "" in value:
+        raise SpecError(f"{where}.na_values: the empty field is always missing; list markers only")
+    return tuple(dict.fromkeys(value))
 
 
 def _require(doc: dict[str, Any], key: str, where: str) -> Any:
@@ -216,14 +349,10 @@ def _number(value: Any, where: str) -> float | None:
 
 
 def _parse_column(raw: Any, where: str) -> Column:
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping, got {raw!r}")
-    known = {"name", "type", "required", "pii", "min", "max", "categories", "feature"}
-    extra = sorted(set(raw) - known)
-    if extra:
-        raise SpecError(f"{where}: unknown field(s) {', '.join(extra)}")
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+        where = f"{where} ({raw['name']})"
+    raw = _mapping(raw, where, COLUMN_KEYS)
     name = str(_require(raw, "name", where))
-    where = f"{where} ({name})"
     ctype = _choice(_require(raw, "type", where), COLUMN_TYPES, f"{where}.type")
     cats = raw.get("categories")
     if cats is not None and (not isinstance(cats, list) or not cats):
@@ -234,23 +363,31 @@ def _parse_column(raw: Any, where: str) -> Column:
     if lo is not None and hi is not None and lo > hi:
         raise SpecError(f"{where}: min {lo} is above max {hi}")
     feature = raw.get("feature")
+    required, optional = _flag(raw, "required", where), _flag(raw, "optional", where)
+    if required and optional:
+        raise SpecError(
+            f"{where}: required and optional contradict each other (optional: the column may "
+            "be absent from a file, and then its values are missing)"
+        )
     return Column(
         name=name,
         type=ctype,
-        required=bool(raw.get("required", False)),
-        pii=bool(raw.get("pii", False)),
+        required=required,
+        optional=optional,
+        pii=_flag(raw, "pii", where),
         min=lo,
         max=hi,
         categories=tuple(cats) if cats else None,
+        na_values=_markers(raw, where),
         feature=None if feature is None else bool(feature),
     )
 
 
 def _parse_feature(raw: Any, where: str, columns: dict[str, Column]) -> Feature:
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping, got {raw!r}")
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+        where = f"{where} ({raw['name']})"
+    raw = _mapping(raw, where, FEATURE_KEYS)
     name = str(_require(raw, "name", where))
-    where = f"{where} ({name})"
     kind = _choice(_require(raw, "kind", where), FEATURE_KINDS, f"{where}.kind")
     feat = Feature(name, kind, raw.get("column"), raw.get("start"), raw.get("end"))
     needed = ("start", "end") if kind.startswith("duration") else ("column",)
@@ -265,8 +402,7 @@ def _parse_feature(raw: Any, where: str, columns: dict[str, Column]) -> Feature:
 
 def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
     """Validate a spec document (the parsed YAML) and return the typed spec."""
-    if not isinstance(doc, dict):
-        raise SpecError(f"{source}: expected a mapping at the top level")
+    doc = _mapping(doc, source, TOP_KEYS)
     name = str(_require(doc, "name", source))
     raw_cols = _require(doc, "columns", source)
     if not isinstance(raw_cols, list) or not raw_cols:
@@ -278,9 +414,7 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
             raise SpecError(f"{source}.columns: {col.name!r} is declared twice")
         by_name[col.name] = col
 
-    target = _require(doc, "target", source)
-    if not isinstance(target, dict):
-        raise SpecError(f"{source}.target: expected a mapping with 'column' and 'problem_type'")
+    target = _mapping(_require(doc, "target", source), f"{source}.target", TARGET_KEYS)
     target_col = str(_require(target, "column", f"{source}.target"))
     problem = _choice(
         _require(target, "problem_type", f"{source}.target"),
@@ -305,10 +439,11 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
     id_col = doc.get("id_column")
     if id_col is not None and id_col not in by_name:
         raise SpecError(f"{source}.id_column: {id_col!r} is not a declared column")
+    for role, col_name in (("target", target_col), ("id column", id_col)):
+        if col_name is not None and by_name[col_name].optional:
+            raise SpecError(f"{source}.columns ({col_name}): the {role} cannot be optional")
 
-    raw_metric = _require(doc, "metric", source)
-    if not isinstance(raw_metric, dict):
-        raise SpecError(f"{source}.metric: expected a mapping with 'name' and 'threshold'")
+    raw_metric = _mapping(_require(doc, "metric", source), f"{source}.metric", METRIC_KEYS)
     metric_name = _choice(
         _require(raw_metric, "name", f"{source}.metric"),
         tuple(METRICS[problem]),
@@ -320,7 +455,7 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
         margin=cast(float, _number(raw_metric.get("margin", 0.0), f"{source}.metric.margin")),
     )
 
-    raw_split = doc.get("split") or {}
+    raw_split = _mapping(doc.get("split") or {}, f"{source}.split", SPLIT_KEYS)
     split = Split(
         validation=float(raw_split.get("validation", 0.15)), test=float(raw_split.get("test", 0.15))
     )
@@ -331,9 +466,11 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
     if not 0 <= fraction <= 1:
         raise SpecError(f"{source}.max_bad_row_fraction: must be between 0 and 1")
 
+    raw_features = doc.get("features") or []
+    if not isinstance(raw_features, list):
+        raise SpecError(f"{source}.features: expected a list of features")
     features = tuple(
-        _parse_feature(f, f"{source}.features[{i}]", by_name)
-        for i, f in enumerate(doc.get("features") or [])
+        _parse_feature(f, f"{source}.features[{i}]", by_name) for i, f in enumerate(raw_features)
     )
     if len({f.name for f in features}) != len(features):
         raise SpecError(f"{source}.features: feature names must be unique")
@@ -361,6 +498,7 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
         split=split,
         metric=metric,
         segments=segments,
+        na_values=_markers(doc, source) or (),
     )
 
 

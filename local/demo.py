@@ -21,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from csv import DictReader
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,14 +112,15 @@ def main() -> int:
     print(f"verdict: {verdict['verdict']} — {verdict['reason']}")
     print(f"report: {evaluation / 'report.html'}")
 
-    step("predicting for two customers")
+    step("predicting for two customers: rows of the upload as they are, minus the target")
+    parts = [str(path) for path in sorted(curated.glob("*.parquet"))]
+    kept = set(pq.read_table(parts, columns=["customer_id"]).column(0).to_pylist())
+    with csv.open(newline="") as fh:  # two rows ingestion curated (1% were made malformed)
+        rows = [r for r in DictReader(fh) if r["customer_id"] in kept][:2]
     request = work / "request.json"
-    request.write_text(json.dumps({"instances": [
-        {"plan": "basic", "region": "apac", "monthly_charges": 41.0, "tenure_months": 2,
-         "support_calls": 5, "signup_dow": 2, "signup_hour": 14, "days_active": 40.0},
-        {"plan": "premium", "region": "eu", "monthly_charges": 99.0, "tenure_months": 60,
-         "support_calls": 0, "signup_dow": 5, "signup_hour": 9, "days_active": 1800.0},
-    ]}))  # fmt: skip
+    request.write_text(json.dumps({"instances": [{k: v for k, v in r.items() if k != "churned"}
+                                                 for r in rows]}, indent=2))  # fmt: skip
+    print(request.read_text())
     if training_local.predict(run / "model.tar.gz", request) != 0:
         return 1
     serve(data, run / "model.tar.gz")

@@ -8,7 +8,9 @@ Layout::
     metadata.json    the run: data manifests, spec version/fingerprint, code version, split,
                      hyperparameters, XGBoost params, library versions, seed, device
     metrics.json     validation and test metrics
-    code/            inference.py + the training package modules it imports (serving with
+    spec.json        the dataset spec the model was trained on (``DatasetSpec.to_document``): the
+                     record shape serving checks requests against
+    code/            inference.py + the training and datasets modules it imports (serving with
                      SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code, e.g. under network isolation)
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from datasets.spec import DatasetSpec, parse_spec
 from training.schema import FeatureSchema
 
 MODEL_FILE = "model.ubj"
@@ -34,9 +37,14 @@ SCHEMA_FILE = "schema.json"
 BASELINE_FILE = "baseline.json"
 METADATA_FILE = "metadata.json"
 METRICS_FILE = "metrics.json"
+SPEC_FILE = "spec.json"
 CODE_DIR = "code"
 #: what inference needs, copied into model/code/training/
 SERVING_MODULES = ("__init__.py", "schema.py", "artifacts.py", "inference.py")
+#: the shared dataset modules (spec, record checks, features): in model/code/datasets/ and the
+#: job's sourcedir
+DATASETS_MODULES = ("__init__.py", "spec.py", "columns.py", "features.py", "record.py")
+DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 
 
 @dataclass
@@ -45,6 +53,8 @@ class LoadedModel:
     schema: FeatureSchema
     metadata: dict[str, Any]
     directory: Path
+    #: the spec the model was trained on (None for a model saved before specs were kept)
+    spec: DatasetSpec | None = None
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Positive-class probability (binary), (n, k) probabilities, or regression values."""
@@ -74,7 +84,14 @@ def load_model_dir(directory: Path, *, device: str | None = None) -> LoadedModel
     booster.set_param({"device": device or ("cuda" if gpu_available() else "cpu")})
     metadata_path = directory / METADATA_FILE
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
-    return LoadedModel(booster, FeatureSchema.load(directory / SCHEMA_FILE), metadata, directory)
+    spec_path = directory / SPEC_FILE
+    spec = (
+        parse_spec(json.loads(spec_path.read_text()), source=str(spec_path))
+        if spec_path.is_file()
+        else None
+    )
+    schema = FeatureSchema.load(directory / SCHEMA_FILE)
+    return LoadedModel(booster, schema, metadata, directory, spec)
 
 
 def _safe_members(tar: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
@@ -118,6 +135,13 @@ def pack_dir(directory: Path, archive: Path) -> Path:
     return archive
 
 
+def copy_datasets_modules(dest: Path) -> None:
+    """The shared ``datasets`` modules (no specs, no generator) into ``dest/datasets``."""
+    (dest / "datasets").mkdir(parents=True, exist_ok=True)
+    for name in DATASETS_MODULES:
+        shutil.copy2(DATASETS / name, dest / "datasets" / name)
+
+
 def write_serving_code(model_dir: Path) -> None:
     """Copy inference.py and the modules it imports into ``model_dir/code``."""
     package = Path(__file__).resolve().parent
@@ -125,5 +149,6 @@ def write_serving_code(model_dir: Path) -> None:
     (code / "training").mkdir(parents=True, exist_ok=True)
     for name in SERVING_MODULES:
         shutil.copy2(package / name, code / "training" / name)
+    copy_datasets_modules(code)
     shutil.copy2(package / "inference.py", code / "inference.py")
     shutil.copy2(package / "requirements.txt", code / "requirements.txt")

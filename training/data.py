@@ -1,7 +1,11 @@
 """Curated data for training and evaluation: discovery, loading, the split, the target.
 
 A curated directory (what ingestion writes) holds ``*.parquet`` files, possibly in subfolders, a
-``manifest.json`` per file, and a ``quarantine/`` folder that is never read. The split is a pure
+``manifest.json`` per file, and a ``quarantine/`` folder that is never read. Engineered features
+are recomputed from the curated timestamps by ``datasets.features``, the code that wrote
+ingestion's columns and that serving runs on a prediction record (so a file curated before a
+feature was added to the spec trains too, with the values ingestion would have given it). The
+split is a pure
 function of each row's id (or of the whole row when the spec names no id column), so it does not
 depend on file order, a re-run reproduces it, and a row of the holdout stays in the holdout in
 every later dataset that contains it.
@@ -21,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datasets.spec import DatasetSpec
+from datasets.features import add_features
+from datasets.spec import DatasetSpec, Feature
 from training.schema import FeatureSchema, FeatureSpec
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
@@ -113,11 +118,26 @@ def find_curated(roots: list[Path]) -> tuple[list[Path], list[Path]]:
     return parquet, manifests
 
 
-def needed_columns(spec: DatasetSpec, schema: FeatureSchema) -> list[str]:
-    cols = [*schema.names, spec.target_column, *spec.segments]
+def stored_columns(spec: DatasetSpec, names: list[str]) -> tuple[list[str], list[Feature]]:
+    """The curated columns to read for these model inputs, and the features to compute.
+
+    An engineered feature of the spec is read as its source timestamps and computed again.
+    """
+    engineered = {f.name: f for f in spec.features}
+    unique = list(dict.fromkeys(names))
+    columns: list[str] = []
+    for name in unique:
+        columns.extend(engineered[name].sources if name in engineered else (name,))
+    return list(dict.fromkeys(columns)), [engineered[n] for n in unique if n in engineered]
+
+
+def needed_columns(spec: DatasetSpec, schema: FeatureSchema) -> tuple[list[str], list[Feature]]:
+    """What training reads (model inputs, target, segments, id) and the features it computes."""
+    columns, features = stored_columns(spec, schema.names)
+    columns += [spec.target_column, *spec.segments]
     if spec.id_column:
-        cols.append(spec.id_column)
-    return list(dict.fromkeys(cols))
+        columns.append(spec.id_column)
+    return list(dict.fromkeys(columns)), features
 
 
 def _relative(path: Path, roots: list[Path]) -> str:
@@ -129,7 +149,10 @@ def _relative(path: Path, roots: list[Path]) -> str:
     return path.as_posix()
 
 
-def load_curated(roots: list[Path], columns: list[str]) -> CuratedData:
+def load_curated(
+    roots: list[Path], columns: list[str], features: list[Feature] | None = None
+) -> CuratedData:
+    """The columns of every curated file under the roots, plus the engineered ``features``."""
     parquet, manifest_paths = find_curated(roots)
     tables = []
     files = []
@@ -144,6 +167,10 @@ def load_curated(roots: list[Path], columns: list[str]) -> CuratedData:
         table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(f"curated files disagree on column types: {exc}") from exc
+    if features:
+        computed = add_features({n: table.column(n) for n in table.column_names}, features)
+        for feat in features:
+            table = table.append_column(feat.name, computed[feat.name])
     manifests = []
     for path in manifest_paths:
         try:

@@ -42,6 +42,7 @@ from training.data import (
     assign_split,
     encode_target,
     load_curated,
+    stored_columns,
 )
 from training.schema import encode_table
 
@@ -197,9 +198,9 @@ def _run(args: argparse.Namespace, spec: DatasetSpec, tmp: Path) -> dict[str, An
     split_doc = challenger.metadata.get("split")
     split = SplitConfig.from_dict(split_doc) if split_doc else SplitConfig.from_spec(spec)
     models = [m for m in (challenger, champion) if m is not None]
-    columns = [c for m in models for c in m.schema.names]
+    columns, features = stored_columns(spec, [c for m in models for c in m.schema.names])
     columns += [spec.target_column, *spec.segments, *([split.column] if split.column else [])]
-    data = load_curated([Path(args.data)], list(dict.fromkeys(columns)))
+    data = load_curated([Path(args.data)], list(dict.fromkeys(columns)), features)
     in_test = assign_split(data.table, split) == TEST
     y, usable = encode_target(data.table, challenger.schema)
     mask = in_test & usable

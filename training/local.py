@@ -7,13 +7,17 @@
     python -m training.local predict --model MODEL_TAR --input FILE.json|FILE.csv
                                                    -> the output_fn body on stdout
 
+``predict`` takes records in the dataset's shape, as an upload holds them: a JSON body
+``{"instances": [record, ...]}`` or the upload's CSV (header and rows; the target column left out).
+
 ``train`` lays out /opt/ml under a temporary folder (input/config/*.json, input/data/<channel>,
 model, output, code = the sourcedir from ``training.package``), sets the SM_* variables and runs
 ``python -m train --name value ...`` there with only the sourcedir on PYTHONPATH, exactly as the
 XGBoost container does; then packs the model folder into ``model.tar.gz``. Checkpoints live in
 ``RUN_DIR/checkpoints``, so re-running an interrupted command resumes it. ``evaluate`` does the
 same for a processing job (/opt/ml/processing/...). ``predict`` calls the four handlers of
-``inference.py`` in this process; a bad input exits 2 with the input_fn message.
+``inference.py`` in this process; a bad input exits 2 with one line per problem (instance and
+field), as the endpoint's 400 body lists them.
 """
 
 from __future__ import annotations
@@ -160,6 +164,7 @@ def evaluate(
 
 
 def predict(model: Path, input_file: Path) -> int:
+    from datasets.record import FieldError
     from training import inference
     from training.artifacts import extract_model
 
@@ -171,12 +176,13 @@ def predict(model: Path, input_file: Path) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    try:
-        batch = inference.input_fn(body, content_type)
-    except (inference.InvalidInputError, inference.UnsupportedMediaError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    batch = inference.input_fn(body, content_type)
+    if isinstance(batch, inference.ClientError):
+        lines = [str(FieldError(**d)) for d in batch.details] or [str(batch)]
+        print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)
         return 2
-    print(inference.output_fn(inference.predict_fn(batch, loaded), inference.JSON))
+    answer, _ = inference.output_fn(inference.predict_fn(batch, loaded), inference.JSON)
+    print(answer)
     return 0
 
 

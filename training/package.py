@@ -6,7 +6,7 @@ SageMaker wants the entry point at the root of the sourcedir, and the scripts im
     train.py  evaluate.py  inference.py   copies of training/<same name> (the entry points)
     requirements.txt                      training/requirements.txt (empty: nothing to install)
     training/*.py                         the package (minus the local runner and sample data)
-    datasets/__init__.py  datasets/spec.py
+    datasets/{__init__,spec,columns,features,record}.py   the shared spec, checks and features
 
 Training jobs use ``sagemaker_program=train.py``; processing jobs run ``evaluate.py`` from the
 code input (``/opt/ml/processing/input/code``); endpoints use ``SAGEMAKER_PROGRAM=inference.py``
@@ -22,10 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from training.artifacts import pack_dir
+from training.artifacts import copy_datasets_modules, pack_dir
 
 PACKAGE = Path(__file__).resolve().parent
-REPO = PACKAGE.parent
 ENTRY_POINTS = ("train.py", "evaluate.py", "inference.py")
 LOCAL_ONLY = ("local.py", "sample.py", "package.py")
 
@@ -34,7 +33,6 @@ def build_sourcedir(dest: Path) -> Path:
     """Lay the sourcedir out in ``dest`` (created; must be empty or absent)."""
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "training").mkdir(exist_ok=True)
-    (dest / "datasets").mkdir(exist_ok=True)
     for path in sorted(PACKAGE.glob("*.py")):
         if path.name not in LOCAL_ONLY:
             shutil.copy2(path, dest / "training" / path.name)
@@ -42,8 +40,7 @@ def build_sourcedir(dest: Path) -> Path:
     shutil.copy2(PACKAGE / "requirements.txt", dest / "requirements.txt")
     for name in ENTRY_POINTS:
         shutil.copy2(PACKAGE / name, dest / name)
-    for name in ("__init__.py", "spec.py"):
-        shutil.copy2(REPO / "datasets" / name, dest / "datasets" / name)
+    copy_datasets_modules(dest)
     return dest
 
 

@@ -3,7 +3,8 @@
 Writes what ingestion writes (the curated-data contract): declared columns in spec order with
 curated types (PII as a hex HMAC, timestamps as timestamp[us, UTC], int64/float64/bool/string,
 int-typed categories as int64), then the spec's engineered features, one ``manifest.json`` per
-Parquet file. Not part of the job's sourcedir.
+Parquet file. Values are typed and features computed by the shared code ingestion uses
+(``datasets.columns``, ``datasets.features``). Not part of the job's sourcedir.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datasets import generate
+from datasets.columns import convert_column
+from datasets.features import add_features
 from datasets.spec import DatasetSpec
 
 _SAMPLE_KEY = b"sluice-sample-key"
@@ -30,38 +32,19 @@ def raw_table(spec: DatasetSpec, rows: int, seed: int = 42, drift: float = 0.0) 
 
 
 def curate(spec: DatasetSpec, raw: pa.Table) -> pa.Table:
-    """Cast a raw table to the curated types and add the engineered features."""
+    """Type a raw (clean) table as ingestion does and add the engineered features."""
     out: dict[str, pa.Array] = {}
     for col in spec.columns:
-        values = raw.column(col.name)
+        values = raw.column(col.name).combine_chunks()
         if col.pii:
             digest = [
                 None if v is None else hmac.new(_SAMPLE_KEY, v.encode(), hashlib.sha256).hexdigest()
                 for v in values.cast(pa.string()).to_pylist()
             ]
             out[col.name] = pa.array(digest, pa.string())
-        elif col.type == "timestamp":
-            out[col.name] = pc.cast(
-                pc.strptime(values.cast(pa.string()), format="%Y-%m-%dT%H:%M:%SZ", unit="s"),
-                pa.timestamp("us", tz="UTC"),
-            )
-        elif col.type == "int":
-            out[col.name] = pc.cast(values, pa.int64())
-        elif col.type == "float":
-            out[col.name] = pc.cast(values, pa.float64())
-        elif col.type == "bool":
-            out[col.name] = pc.cast(values, pa.bool_())
         else:
-            out[col.name] = pc.cast(values, pa.string())
-    for feat in spec.features:
-        if feat.kind.startswith("duration"):
-            start, end = out[feat.start or ""], out[feat.end or ""]
-            seconds = pc.divide(pc.cast(pc.subtract(end, start), pa.int64()), 1_000_000.0)
-            out[feat.name] = pc.divide(seconds, 86400.0 if feat.kind == "duration_days" else 3600.0)
-        else:
-            fn = {"day_of_week": pc.day_of_week, "hour": pc.hour, "month": pc.month}[feat.kind]
-            out[feat.name] = pc.cast(fn(out[feat.column or ""]), pa.int64())
-    return pa.table(out)
+            out[col.name], _ = convert_column(col, values, False, spec.na_values_for(col))
+    return pa.table(add_features(out, spec.features))
 
 
 def write_curated(

@@ -290,14 +290,14 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec = resolve_spec(args)
     schema = schema_from_spec(spec)
-    columns = needed_columns(spec, schema)
-    data = load_curated([Path(args.train)], columns)
+    columns, features = needed_columns(spec, schema)
+    data = load_curated([Path(args.train)], columns, features)
     split_config = SplitConfig.from_spec(spec)
     split = assign_split(data.table, split_config)
     y, usable = encode_target(data.table, schema)
     x = encode_table(data.table, schema)
     if args.validation:
-        vdata = load_curated([Path(args.validation)], columns)
+        vdata = load_curated([Path(args.validation)], columns, features)
         yv, v_usable = encode_target(vdata.table, schema)
         xv = encode_table(vdata.table, schema)[v_usable]
         yv = yv[v_usable]
@@ -338,11 +338,14 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     model_dir.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(model_dir / artifacts.MODEL_FILE))
     schema.save(model_dir / artifacts.SCHEMA_FILE)
+    (model_dir / artifacts.SPEC_FILE).write_text(json.dumps(spec.to_document(), indent=2) + "\n")
     base = baseline.build(x_train, schema, val_scores, seed=args.seed)
     (model_dir / artifacts.BASELINE_FILE).write_text(json.dumps(base) + "\n")
     metadata = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017 (py3.10 container)
         "run_key": run_key,
+        # what serving answers as model_version when the endpoint sets no SLUICE_MODEL_VERSION
+        "run_id": env.get("SLUICE_RUN_ID") or env.get("SAGEMAKER_JOB_NAME") or run_key,
         "dataset": spec.name,
         "spec": {"name": spec.name, "version": spec.version, "fingerprint": spec.fingerprint},
         "problem_type": spec.problem_type,

@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasets.columns import shorten
+
+__all__ = ["ConfigError", "Rejection", "shorten"]
+
 
 @dataclass
 class Rejection(Exception):
@@ -43,9 +47,3 @@ class Rejection(Exception):
 
 class ConfigError(Exception):
     """The pipeline cannot run at all (bad spec, no PII key, unwritable output)."""
-
-
-def shorten(value: Any, limit: int = 80) -> str:
-    """A raw value as it may appear in a message: repr'd and cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lambdas.preprocess.convert import arrow_ints
+from datasets.columns import arrow_ints
 from lambdas.preprocess.native_hmac import NativeHmac, native_hmac
 
 _BLOCK = 64

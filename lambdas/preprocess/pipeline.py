@@ -20,19 +20,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from datasets.spec import DatasetSpec
-from lambdas.preprocess import __version__, features, sink
-from lambdas.preprocess.convert import (
-    Layout,
+from datasets import features
+from datasets.columns import (
     Problem,
     arrow_bools,
     arrow_ints,
     convert_column,
     output_type,
     oversized,
-    plan_layout,
 )
-from lambdas.preprocess.errors import ConfigError, Rejection, shorten
+from datasets.spec import DatasetSpec
+from lambdas.preprocess import __version__, sink
+from lambdas.preprocess.convert import Layout, plan_layout
+from lambdas.preprocess.errors import ConfigError, Rejection
 from lambdas.preprocess.masking import Masker, default_workers
 from lambdas.preprocess.source import Batch, Source, open_source
 
@@ -169,10 +169,15 @@ class _Checksum(threading.Thread):
         self.hexdigest = digest.hexdigest()
 
 
+#: the shared modules whose code decides what curated data holds (beside this package's own)
+_SHARED = ("spec.py", "columns.py", "features.py")
+
+
 def code_version() -> str:
-    """The package version and a hash of its source files, recorded in every manifest."""
+    """The package version and a hash of the code that curates, recorded in every manifest."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    shared = Path(features.__file__).parent
+    for path in [*sorted(Path(__file__).parent.glob("*.py")), *(shared / n for n in _SHARED)]:
         digest.update(path.read_bytes())
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
@@ -298,7 +303,9 @@ class _Run:
         problems: list[Problem] = []
         for col in self.layout.present:
             raw = batch.columns[col.name]
-            values, found = convert_column(col, raw, col.name in self.layout.required)
+            values, found = convert_column(
+                col, raw, col.name in self.layout.required, self.spec.na_values_for(col)
+            )
             typed[col.name] = values
             problems.extend(found)
             too_long = oversized(col.name, raw)
@@ -342,11 +349,8 @@ class _Run:
             self.quarantine.add(int(batch.lines[r]), reasons[int(r)], row)
 
     def _reason(self, problem: Problem, raw: pa.Scalar) -> str:
-        if not problem.expected:
-            return f"{problem.column}: missing required value"
-        if problem.column in self.spec.pii_columns:
-            return f"{problem.column}: expected {problem.expected}"
-        return f"{problem.column}: expected {problem.expected}, got {shorten(raw.as_py())}"
+        pii = problem.column in self.spec.pii_columns
+        return f"{problem.column}: {problem.describe(raw.as_py(), show_value=not pii)}"
 
     def _malformed_records(self) -> None:
         for record in self.src.bad_records:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lambdas.preprocess.convert import arrow_ints
+from datasets.columns import arrow_ints
 from lambdas.preprocess.errors import ConfigError
 
 ROWS_PER_FILE = 5_000_000

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from lambdas.preprocess.convert import arrow_bools, numpy_mask
+from datasets.columns import arrow_bools, numpy_mask
 from lambdas.preprocess.errors import Rejection, shorten
 
 #: largest CSV row (and header) accepted: a row must fit in one parser block

@@ -12,12 +12,12 @@
 **prepare** validates the file against the spec with ingestion's own code (the reader that
 tracks lines, the column checks), as ingestion does: bad rows are reported, a file with more
 than the spec's ``max_bad_row_fraction`` of them is rejected. Good rows become a headerless CSV
-(Batch Transform splits by line; only its first mini-batch would see a header) with the line
-number and the id first and then ``datasets.scoring.scoring_columns`` (no PII, no target), and
-the CreateTransformJob request for the model serving the dataset: line split, MultiRecord,
-``InputFilter`` dropping the line and id, ``JoinSource: Input`` and an ``OutputFilter`` keeping
-them beside the prediction. **finish** turns the transform's ``.out`` file into
-``predictions.csv``, or writes ``error.json`` when the job failed.
+(Batch Transform splits by line; only its first mini-batch would see a header): the line number,
+then the record in ``datasets.scoring.scoring_columns`` order (the order inference reads a
+headerless row in: no PII, no target), and the CreateTransformJob request for the model serving
+the dataset: line split, MultiRecord, ``InputFilter`` dropping the line, ``JoinSource: Input``
+and an ``OutputFilter`` keeping the line and the id beside the prediction. **finish** turns the
+transform's ``.out`` file into ``predictions.csv``, or writes ``error.json`` when the job failed.
 
 Knows S3 and SageMaker (clients passed in), not Lambda or Step Functions.
 """
@@ -116,6 +116,8 @@ class Scoring:
                     "error": rejected.as_dict()}  # fmt: skip
         keys = ["line"] + (["id"] if prepared["has_id"] else [])
         predicted = PREDICTION_FIELDS[spec.problem_type]
+        # the joined row is: line, the record's fields, the model's answer
+        kept = [0] + ([1 + prepared["columns"].index(spec.id_column)] if prepared["has_id"] else [])
         return {
             "status": "ready",
             "source": source.as_dict(),
@@ -157,10 +159,10 @@ class Scoring:
                     "VolumeKmsKeyId": self.settings.kms_key_arn,
                 },
                 "DataProcessing": {
-                    # the model gets the record columns; the line and id ride along beside it
-                    "InputFilter": f"$[{len(keys)}:]",
+                    # the model gets the record; the line rides along, and the id is kept
+                    "InputFilter": "$[1:]",
                     "JoinSource": "Input",
-                    "OutputFilter": _output_filter(len(keys), len(predicted)),
+                    "OutputFilter": _output_filter(kept, len(predicted)),
                 },
                 "Environment": {"SLUICE_SCORING_COLUMNS": ",".join(prepared["columns"])},
             },
@@ -392,8 +394,7 @@ class _Preparation:
     def _batch(self, batch: Any, layout: Any, writer: Any, bad: Any) -> None:
         import pyarrow as pa
 
-        from lambdas.preprocess.convert import convert_column, oversized
-        from lambdas.preprocess.errors import shorten
+        from datasets.columns import convert_column, oversized, shorten
 
         spec, n = self.spec, len(batch.lines)
         self.rows_in += n
@@ -401,12 +402,14 @@ class _Preparation:
         text: dict[str, list[Any]] = {}
         for col in layout.present:
             raw = batch.columns[col.name]
-            _, found = convert_column(col, raw, col.name in layout.required)
+            _, found = convert_column(
+                col, raw, col.name in layout.required, spec.na_values_for(col)
+            )
             problems += found
             too_long = oversized(col.name, raw)
             if too_long is not None:
                 problems.append(too_long)
-            if col.name in self.columns or col.name == spec.id_column:
+            if col.name in self.columns:
                 values = raw if pa.types.is_string(raw.type) else raw.cast(pa.string())
                 text[col.name] = values.to_pylist()
         reasons: dict[int, list[str]] = {}
@@ -420,8 +423,6 @@ class _Preparation:
                 self._reject(bad, {"line": line, "reasons": reasons[row]})
                 continue
             record: list[Any] = [line]
-            if self.has_id:
-                record.append(_text(text[str(spec.id_column)][row]))
             record += [_text(text[c][row]) if c in text else "" for c in self.columns]
             writer.writerow(record)
             self.scored += 1
@@ -442,17 +443,17 @@ def _scoring_spec(spec: DatasetSpec) -> DatasetSpec:
     return dataclasses.replace(
         spec,
         columns=tuple(
-            dataclasses.replace(c, required=False) if c.name in optional else c
+            dataclasses.replace(c, required=False, optional=True) if c.name in optional else c
             for c in spec.columns
             if c.name != spec.target_column
         ),
     )
 
 
-def _output_filter(keys: int, predicted: int) -> str:
-    """``$[0,1,-2,-1]``: the key columns in front, the model's answer at the end."""
-    kept = [*map(str, range(keys)), *(str(-i) for i in range(predicted, 0, -1))]
-    return f"$[{','.join(kept)}]"
+def _output_filter(kept: list[int], predicted: int) -> str:
+    """``$[0,1,-2,-1]``: the kept input columns in front, the model's answer at the end."""
+    fields = [*map(str, kept), *(str(-i) for i in range(predicted, 0, -1))]
+    return f"$[{','.join(fields)}]"
 
 
 def _text(value: Any) -> str:

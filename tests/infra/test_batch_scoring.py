@@ -31,7 +31,7 @@ def _definition(template: Template) -> dict[str, Any]:
     return definition
 
 
-def test_a_file_under_score_of_a_declared_dataset_starts_a_run(dev: Template) -> None:
+def test_a_file_under_score_of_every_declared_dataset_starts_a_run(dev: Template) -> None:
     dev.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -40,7 +40,7 @@ def test_a_file_under_score_of_a_declared_dataset_starts_a_run(dev: Template) ->
                 "detail-type": ["Object Created"],
                 "detail": {
                     "bucket": {"name": [Match.any_value()]},
-                    "object": {"key": [{"prefix": "churn/_score/"}]},
+                    "object": {"key": [{"prefix": "churn/_score/"}, {"prefix": "wine/_score/"}]},
                 },
             },
             "Targets": [

@@ -294,7 +294,10 @@ def test_predict_function_settings_come_from_the_stage(dev: Template) -> None:
     props = _predict(dev)
     env = props["Environment"]["Variables"]
     assert env["SLUICE_PREFIX"] == "sluice-dev"
-    assert json.loads(env["CAPTURE_STREAMS"]) == {"churn": "sluice-dev-capture-churn"}
+    assert json.loads(env["CAPTURE_STREAMS"]) == {
+        "churn": "sluice-dev-capture-churn",
+        "wine": "sluice-dev-capture-wine",
+    }  # one stream per declared dataset
     assert float(env["CAPTURE_SHARE"]) == config.capture_share
     assert int(env["MAX_INSTANCES"]) == config.max_instances
     assert int(env["MAX_BODY_BYTES"]) == config.max_body_bytes

@@ -26,6 +26,23 @@ def healthy() -> bool:
         return False
 
 
+def metric_sum(aws: Any, endpoint: str, metric: str, variant: str = "AllTraffic") -> float:
+    """The sum of an endpoint variant's ``AWS/SageMaker`` metric over the last hour."""
+    response = aws("cloudwatch").get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName=metric,
+        Dimensions=[
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": variant},
+        ],
+        StartTime=time.time() - 3600,
+        EndTime=time.time() + 60,
+        Period=60,
+        Statistics=["Sum"],
+    )
+    return float(sum(point["Sum"] for point in response["Datapoints"]))
+
+
 def wait_for(
     condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str
 ) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.helpers import ENDPOINT, wait_for
+from tests.integration.helpers import ENDPOINT, metric_sum, wait_for
 
 pytestmark = pytest.mark.integration
 INFERENCE = Path(__file__).parent / "jobs" / "rollout_inference.py"
@@ -255,22 +255,6 @@ def status_of(error: ClientError) -> int:
     found = re.search(r"error \((\d{3})\)", str(error))
     assert found, str(error)
     return int(found.group(1))
-
-
-def metric_sum(aws, name: str, metric: str) -> float:
-    response = aws("cloudwatch").get_metric_statistics(
-        Namespace="AWS/SageMaker",
-        MetricName=metric,
-        Dimensions=[
-            {"Name": "EndpointName", "Value": name},
-            {"Name": "VariantName", "Value": VARIANT},
-        ],
-        StartTime=time.time() - 3600,
-        EndTime=time.time() + 60,
-        Period=60,
-        Statistics=["Sum"],
-    )
-    return sum(point["Sum"] for point in response["Datapoints"])
 
 
 # ---------------------------------------------------------------- canary and rollback

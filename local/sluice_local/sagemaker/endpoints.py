@@ -337,6 +337,10 @@ def stop_all() -> None:
         endpoint.stop()
 
 
+#: the one "instance" behind a local variant (names its log stream as AWS does: <variant>/<id>)
+INSTANCE_ID = "i-0000000000local"
+
+
 @dataclass
 class Answer:
     status: int
@@ -377,8 +381,9 @@ def _invoke(variant: Variant, body: bytes, content_type: str, accept: str | None
                 response.headers.get("Content-Type", "application/json"),
                 variant.name,
             )
-    except urllib.error.HTTPError as error:
-        answer = Answer(error.code, error.read(), "text/plain", variant.name)
+    except urllib.error.HTTPError as error:  # the container's 4xx/5xx, body and type as sent
+        content_type = error.headers.get("Content-Type", "text/plain")
+        answer = Answer(error.code, error.read(), content_type, variant.name)
     answer.model_seconds, answer.served_by = time.perf_counter() - started, variant
     return answer
 

@@ -35,8 +35,25 @@ class ValidationError(CommonServiceException):
 
 
 class ModelError(CommonServiceException):
-    def __init__(self, message: str) -> None:
-        super().__init__("ModelError", message, status_code=424)
+    """InvokeEndpoint's error for a container that did not answer 200 (HTTP 424 on AWS).
+
+    AWS adds the container's status and body (``OriginalStatusCode``, ``OriginalMessage``) and
+    the log stream of the instance that answered (``LogStreamArn``): members of the service's
+    ``ModelError`` shape, which the serializer writes from these attributes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        original_status: int | None = None,
+        original_message: str | None = None,
+        log_stream_arn: str | None = None,
+    ) -> None:
+        super().__init__("ModelError", message, status_code=424, sender_fault=True)
+        self.OriginalStatusCode = original_status
+        self.OriginalMessage = original_message
+        self.LogStreamArn = log_stream_arn
 
 
 def _backend(context: RequestContext) -> Any:
@@ -307,19 +324,32 @@ def invoke_endpoint(context: RequestContext, request: ServiceRequest) -> Any:
         raise ModelError(f"Could not reach the model container: {exc}") from None
     _metrics(context, name, answer.served_by, answer.status, answer.model_seconds, started)
     if answer.status != 200:
-        error = ModelError(
-            f"Received {'client' if answer.status < 500 else 'server'} error ({answer.status}) "
-            f'from primary with message "{answer.body.decode(errors="replace")}". See '
-            f"/aws/sagemaker/Endpoints/{name} in account {context.account_id} for more information."
-        )
-        error.sender_fault = True
-        raise error
+        raise _model_error(context, name, answer)
     endpoints.capture(context.account_id, context.region, name, live, answer, body, content_type)
     return {
         "Body": answer.body,
         "ContentType": answer.content_type,
         "InvokedProductionVariant": answer.variant,
     }
+
+
+def _model_error(context: RequestContext, name: str, answer: endpoints.Answer) -> ModelError:
+    """What AWS answers when the container did: its status and body, and where its log is."""
+    region, account = context.region, context.account_id
+    group = f"/aws/sagemaker/Endpoints/{name}"
+    body = answer.body.decode(errors="replace")
+    kind = "client" if answer.status < 500 else "server"
+    return ModelError(
+        f'Received {kind} error ({answer.status}) from primary with message "{body}". See '
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logEventViewer:group={group} in account {account} for more information.",
+        original_status=answer.status,
+        original_message=body,
+        log_stream_arn=(
+            f"arn:aws:logs:{region}:{account}:log-group:{group}:log-stream:"
+            f"{answer.variant}/{endpoints.INSTANCE_ID}"
+        ),
+    )
 
 
 def _metrics(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +65,7 @@ def test_positive_class_is_last_in_binary_class_order() -> None:
         (lambda d: d["columns"][5].pop("categories"), "category column needs 'categories'"),
         (lambda d: d["columns"][10].update(categories=[0, 1, 2]), "exactly 2 categories"),
         (lambda d: d["columns"].append(dict(d["columns"][0])), "declared twice"),
-        (lambda d: d["columns"][0].update(colour="red"), "unknown field(s) colour"),
+        (lambda d: d["columns"][0].update(colour="red"), "unknown key 'colour'"),
         (lambda d: d["columns"][8].update(min=10, max=1), "min 10.0 is above max 1.0"),
         (lambda d: d["columns"][8].update(min="zero"), "expected a number"),
         (lambda d: d["metric"].update(name="rmse"), "'rmse' is not one of"),
@@ -114,3 +116,102 @@ def test_metric_direction_follows_the_metric() -> None:
     assert parse_spec(doc).metric.higher_is_better is True
     doc["metric"]["name"] = "logloss"
     assert parse_spec(doc).metric.higher_is_better is False
+
+
+# ------------------------------------------------------------------ strict keys
+@pytest.mark.parametrize(
+    ("mutate", "where", "key", "nearest"),
+    [
+        (lambda d: d.update(max_bad_row_fracton=0.2), "churn.yaml", "max_bad_row_fracton",
+         "max_bad_row_fraction"),
+        (lambda d: d.update(id_colum="customer_id"), "churn.yaml", "id_colum", "id_column"),
+        (lambda d: d["columns"][3].update(requird=True), "churn.yaml.columns[3] (signup_ts)",
+         "requird", "required"),
+        (lambda d: d["columns"][6].update(na_value=["NA"]), "churn.yaml.columns[6] (region)",
+         "na_value", "na_values"),
+        (lambda d: d["target"].update(positve_class=1), "churn.yaml.target", "positve_class",
+         "positive_class"),
+        (lambda d: d["split"].update(tset=0.1), "churn.yaml.split", "tset", "test"),
+        (lambda d: d["metric"].update(treshold=0.9), "churn.yaml.metric", "treshold",
+         "threshold"),
+        (lambda d: d["features"][2].update(begin="signup_ts"),
+         "churn.yaml.features[2] (days_active)", "begin", "end"),
+    ],
+    ids=["top", "top-2", "column", "column-2", "target", "split", "metric", "features"],
+)  # fmt: skip
+def test_a_misspelt_key_at_any_level_names_the_file_the_key_and_the_nearest_known_key(
+    mutate: Any, where: str, key: str, nearest: str
+) -> None:
+    # Given a churn spec with one key misspelt
+    doc = churn_doc()
+    mutate(doc)
+    # When it is parsed, Then it is refused, naming where, the key and the key it resembles
+    with pytest.raises(SpecError) as excinfo:
+        parse_spec(doc, source="churn.yaml")
+    assert str(excinfo.value) == f"{where}: unknown key {key!r} (did you mean {nearest!r}?)"
+
+
+def test_a_misspelt_top_level_key_in_a_file_is_refused_not_defaulted(tmp_path: Path) -> None:
+    # The case from the issue: the typo used to load, and the default 0.05 silently applied
+    text = CHURN.read_text().replace("max_bad_row_fraction: 0.05", "max_bad_row_fracton: 0.2")
+    (tmp_path / "churn.yaml").write_text(text)
+    with pytest.raises(SpecError, match=r"^churn\.yaml: unknown key 'max_bad_row_fracton' \("):
+        load_spec(tmp_path / "churn.yaml")
+
+
+# ------------------------------------------------------------------ presence and markers
+def test_optional_and_na_values_are_read_per_column_and_per_spec() -> None:
+    doc = churn_doc()
+    doc["na_values"] = ["NA", "null"]
+    doc["columns"][6].update(optional=True)  # region
+    doc["columns"][7].update(na_values=["?"])  # monthly_charges: its own list wins
+    doc["columns"][0].update(na_values=["NA"])  # customer_id: a string column may list one
+    spec = parse_spec(doc)
+    assert spec.column("region").optional and not spec.column("plan").optional
+    assert spec.na_values_for(spec.column("plan")) == ("NA", "null")
+    assert spec.na_values_for(spec.column("monthly_charges")) == ("?",)
+    assert spec.na_values_for(spec.column("email")) == ()  # string columns: only their own
+    assert spec.na_values_for(spec.column("customer_id")) == ("NA",)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["columns"][5].update(optional=True), "required and optional contradict"),
+        (lambda d: d["columns"][10].update(required=False, optional=True),
+         "the target cannot be optional"),
+        (lambda d: d["columns"][0].update(required=False, optional=True),
+         "the id column cannot be optional"),
+        (lambda d: d.update(na_values="NA"), "na_values: expected a list of strings"),
+        (lambda d: d["columns"][7].update(na_values=[1]), "na_values: expected a list of strings"),
+        (lambda d: d.update(na_values=["NA", ""]), "the empty field is always missing"),
+        (lambda d: d["columns"][6].update(optional="yes"), "optional: expected true or false"),
+    ],
+)  # fmt: skip
+def test_presence_and_marker_settings_are_checked(mutate: Any, message: str) -> None:
+    doc = churn_doc()
+    mutate(doc)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(doc, source="churn.yaml")
+
+
+def test_a_spec_round_trips_through_the_document_saved_with_a_model() -> None:
+    doc = churn_doc()
+    doc.update(na_values=["NA"])
+    doc["columns"][6].update(optional=True, na_values=["none"])
+    doc["target"]["positive_class"] = 1
+    spec = parse_spec(doc)
+    saved = json.loads(json.dumps(spec.to_document()))
+    assert parse_spec(saved) == spec and parse_spec(saved).fingerprint == spec.fingerprint
+    for name in ("churn", "wine"):
+        declared = load_spec(SPECS_DIR / f"{name}.yaml")
+        assert parse_spec(declared.to_document()) == declared
+
+
+def test_a_prediction_needs_only_the_columns_the_models_features_come_from() -> None:
+    spec = load_spec(CHURN)
+    assert spec.record_columns == spec.column_names[:-1]  # all but the target
+    assert spec.input_columns() == (
+        "signup_ts", "last_active_ts", "plan", "region", "monthly_charges", "tenure_months",
+        "support_calls",
+    )  # fmt: skip

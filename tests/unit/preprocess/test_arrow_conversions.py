@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from lambdas.preprocess.convert import (
-    _value_set,
+from datasets.columns import (
     arrow_bools,
     arrow_ints,
     arrow_number,
+    arrow_values,
     numpy_mask,
 )
 
@@ -43,10 +43,10 @@ def test_arrow_bools_and_ints_round_trip() -> None:
 def test_arrow_number_and_value_sets_match_pyarrows_inference() -> None:
     for value in (0, 240, -3, 0.5, 1e6):
         assert arrow_number(value).equals(pa.scalar(value))
-    assert _value_set(["basic", "premium"]).equals(pa.array(["basic", "premium"]))
-    assert _value_set([0, 1]).equals(pa.array([0, 1]))
-    assert _value_set([0.5, 1]).equals(pa.array([0.5, 1]))
-    assert pc.is_in(pa.array(["x", "é"]), value_set=_value_set(["é"])).to_pylist() == [
+    assert arrow_values(["basic", "premium"]).equals(pa.array(["basic", "premium"]))
+    assert arrow_values([0, 1]).equals(pa.array([0, 1]))
+    assert arrow_values([0.5, 1]).equals(pa.array([0.5, 1]))
+    assert pc.is_in(pa.array(["x", "é"]), value_set=arrow_values(["é"])).to_pylist() == [
         False,
         True,
     ]

@@ -120,12 +120,6 @@ def test_parquet_input_typed_columns(tmp_path: Path) -> None:
     assert from_parquet == from_csv
 
 
-def test_missing_optional_column_becomes_nulls(tmp_path: Path) -> None:
-    header = [h for h in HEADER if h != "region"]
-    got = curated(run(tmp_path, csv_text(good_rows(3), header=header)))
-    assert [r["region"] for r in got] == [None, None, None]
-
-
 def test_unknown_columns_kept_as_strings_or_dropped_per_spec(tmp_path: Path) -> None:
     rows = [dict(r, note="hi") for r in good_rows(3)]
     text = csv_text(rows, header=[*HEADER, "note"])

@@ -15,8 +15,8 @@ from lambdas.score.handler import BadEvent, handler
 from tests.unit.score.fakes import KEY_ARN, World, csv_file, deploy, row
 
 SCORING_COLUMNS = [
-    "signup_ts", "last_active_ts", "plan", "region", "monthly_charges", "tenure_months",
-    "support_calls",
+    "customer_id", "signup_ts", "last_active_ts", "plan", "region", "monthly_charges",
+    "tenure_months", "support_calls",
 ]  # fmt: skip
 
 
@@ -34,7 +34,7 @@ def test_a_good_file_becomes_headerless_rows_and_a_transform_request(world: Worl
     source = world.upload("churn/_score/march.csv", csv_file([row(1), row(2), row(3)]))
     # When it is prepared
     prepared = world.scoring.prepare(source)
-    # Then the rows are written without header, PII or target: line, id, then the record
+    # Then the rows are written without header, PII or target: the line, then the record
     assert prepared["status"] == "ready"
     assert prepared["rows"] == {"in": 3, "scored": 3, "rejected": 0}
     rows = prepared_rows(world, prepared)
@@ -59,9 +59,9 @@ def test_a_good_file_becomes_headerless_rows_and_a_transform_request(world: Worl
         "KmsKeyId": KEY_ARN,
     }
     assert transform["DataProcessing"] == {
-        "InputFilter": "$[2:]",
+        "InputFilter": "$[1:]",
         "JoinSource": "Input",
-        "OutputFilter": "$[0,1,-2,-1]",
+        "OutputFilter": "$[0,1,-2,-1]",  # the line, the id (first of the record), the answer
     }
     assert transform["Environment"] == {"SLUICE_SCORING_COLUMNS": ",".join(SCORING_COLUMNS)}
     assert prepared["model"] == {
@@ -81,7 +81,7 @@ def test_a_file_without_the_id_column_keeps_only_the_line(world: World) -> None:
     assert prepared["id_column"] is None
     assert prepared["transform"]["DataProcessing"]["InputFilter"] == "$[1:]"
     assert prepared["transform"]["DataProcessing"]["OutputFilter"] == "$[0,-2,-1]"
-    assert prepared_rows(world, prepared)[0][0] == "2"
+    assert prepared_rows(world, prepared)[0][:2] == ["2", ""]  # the line; no id value
 
 
 def test_parquet_files_are_scored_too(world: World) -> None:
@@ -97,7 +97,7 @@ def test_parquet_files_are_scored_too(world: World) -> None:
     assert prepared["status"] == "ready", prepared
     assert prepared_rows(world, prepared) == [
         ["1", "C7", "2024-03-05T10:15:00Z", "", "basic", "us", "12.5", "3", "0"]
-    ]
+    ]  # line, then the record: the id, ..., an absent last_active_ts empty
 
 
 def test_bad_rows_are_reported_with_line_and_reason_and_never_pii(world: World) -> None:
@@ -241,3 +241,13 @@ def test_handler_runs_the_step_it_is_asked_for(world: World) -> None:
     assert finished["status"] == "scored"
     with pytest.raises(BadEvent):
         handler({"step": "dance"}, Context(), scoring=world.scoring)
+
+
+@pytest.mark.parametrize("dataset", ["churn", "wine"])
+def test_the_scoring_order_is_the_order_inference_reads_headerless_rows_in(dataset: str) -> None:
+    from datasets.record import RecordShape
+    from datasets.scoring import scoring_columns
+    from datasets.spec import SPECS_DIR, load_spec
+
+    spec = load_spec(SPECS_DIR / f"{dataset}.yaml")
+    assert tuple(scoring_columns(spec)) == RecordShape(spec).csv_order

@@ -42,6 +42,7 @@ def test_train_writes_a_model_tarball_at_its_root(run_dir):
         names = set(tar.getnames())
     assert {"model.ubj", "schema.json", "baseline.json", "metadata.json"} <= names
     assert "code/inference.py" in names and "code/training/schema.py" in names
+    assert {"spec.json", "code/datasets/record.py", "code/datasets/features.py"} <= names
     assert (run_dir / "output" / "metrics.json").is_file()
     assert list((run_dir / "checkpoints").glob("checkpoint-*.ubj"))
 
@@ -77,7 +78,7 @@ def test_evaluate_then_predict(run_dir, churn_data, tmp_path):
     doc = json.loads((out / "evaluation.json").read_text())
     assert doc["verdict"] == "reject" and (out / "report.html").is_file()
     assert "promote=0;" in result.stdout
-    # And predict prints the output_fn body for a JSON request
+    # And predict prints the output_fn body for a JSON request of a raw record
     request = tmp_path / "request.json"
     row = {
         "plan": "premium",
@@ -85,9 +86,8 @@ def test_evaluate_then_predict(run_dir, churn_data, tmp_path):
         "monthly_charges": 99.0,
         "tenure_months": 48,
         "support_calls": 0,
-        "signup_dow": 0,
-        "signup_hour": 9,
-        "days_active": 1500.0,
+        "signup_ts": "2020-01-06T09:00:00Z",
+        "last_active_ts": "2024-02-14T09:00:00Z",
     }
     request.write_text(json.dumps({"instances": [row]}))
     result = _local("predict", "--model", model, "--input", str(request))
@@ -100,7 +100,8 @@ def test_predict_bad_input_exits_nonzero_without_a_traceback(run_dir, tmp_path):
     request.write_text("plan,region,colour\nbasic,eu,red\n")
     result = _local("predict", "--model", str(run_dir / "model.tar.gz"), "--input", str(request))
     assert result.returncode == 2
-    assert "unknown field 'colour'" in result.stderr
+    assert "error: field 'colour': undeclared" in result.stderr
+    assert "error: field 'signup_ts': missing" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
@@ -117,6 +118,6 @@ def test_training_failure_exits_nonzero_with_the_reason(tmp_path):
 def test_sourcedir_has_entry_points_at_its_root(tmp_path):
     src = build_sourcedir(tmp_path / "src")
     for name in ("train.py", "evaluate.py", "inference.py", "requirements.txt",
-                 "training/train.py", "datasets/spec.py"):  # fmt: skip
+                 "training/train.py", "datasets/spec.py", "datasets/features.py"):  # fmt: skip
         assert (src / name).is_file(), name
     assert not (src / "training" / "local.py").exists()

@@ -32,7 +32,7 @@ from training.schema import encode_table
 
 def _holdout(spec: DatasetSpec, data: Path) -> tuple[np.ndarray, np.ndarray]:
     schema = schema_from_spec(spec)
-    table = load_curated([data], needed_columns(spec, schema)).table
+    table = load_curated([data], *needed_columns(spec, schema)).table
     test = assign_split(table, SplitConfig.from_spec(spec)) == TEST
     y, _ = encode_target(table, schema)
     return encode_table(table, schema)[test], y[test]
@@ -53,7 +53,7 @@ def test_churn_model_reaches_the_auc_bar_on_the_holdout(churn_spec, churn_data, 
 def test_split_is_a_function_of_the_id_and_holds_out_about_the_spec_share(churn_spec, churn_data):
     # Given the curated churn table and the same table with rows in another order
     schema = schema_from_spec(churn_spec)
-    table = load_curated([churn_data], needed_columns(churn_spec, schema)).table
+    table = load_curated([churn_data], *needed_columns(churn_spec, schema)).table
     shuffled = table.take(np.random.default_rng(1).permutation(table.num_rows))
     config = SplitConfig.from_spec(churn_spec)
     # When both are split
