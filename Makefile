@@ -127,3 +127,8 @@ local-deploy-steps:
 		aws://000000000000/us-east-1
 	$(CDKLOCAL) deploy --all -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
 		-c pipeline_poll_seconds=1 --require-approval never --output cdk.out.local
+
+# ---------------------------------------------------------------- API
+.PHONY: openapi
+openapi: ## write the prediction API's OpenAPI 3 document (docs/openapi.json) from the handler's models
+	$(PY) -m lambdas.predict openapi docs/openapi.json

@@ -88,6 +88,34 @@ def run_artifacts_prefix(dataset: str, run: str) -> str:
 
 #: top-level prefix of the artifacts bucket under which runs write (the job role's only write)
 RUNS_PREFIX = "runs"
+#: prefixes under ``s3://<raw>/<dataset>/`` that are not training data: files to score (batch
+#: predictions) and ground-truth labels. Ingestion skips them; batch scoring watches ``_score/``.
+SCORE_PREFIX = "_score"
+FEEDBACK_PREFIX = "_feedback"
+RESERVED_PREFIXES = (SCORE_PREFIX, FEEDBACK_PREFIX)
+
+
+def reserved_prefix(key: str) -> str | None:
+    """``_score`` or ``_feedback`` when a raw-bucket key lies under one (``<dataset>/_score/x``)."""
+    parts = key.split("/", 2)
+    if len(parts) >= 3 and parts[1] in RESERVED_PREFIXES:
+        return parts[1]
+    return None
+
+
+def capture_prefix(dataset: str) -> str:
+    """Where prediction capture lands in the artifacts bucket (``churn/capture/``)."""
+    return f"{dataset}/capture/"
+
+
+def predictions_prefix(dataset: str, name: str) -> str:
+    """Where the batch predictions of ``s3://<raw>/<dataset>/_score/<name>`` land (artifacts)."""
+    return f"{dataset}/predictions/{name}/"
+
+
+def score_job_prefix(prefix: str) -> str:
+    """What every batch-scoring transform job name of a stage starts with."""
+    return f"{prefix}-score-"
 
 
 def endpoint_errors_alarm_name(prefix: str, dataset: str) -> str:

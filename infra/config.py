@@ -236,6 +236,42 @@ class StageConfig:
     #: seconds between endpoint status polls, and the throttling back-off steps (seconds)
     pipeline_poll_seconds: int = 30
     pipeline_backoff_seconds: tuple[int, ...] = (2, 4, 8, 16, 32)
+    # ------------------------------------------------------------------ serving (infra/serving.py)
+    #: per API key (usage plan): steady requests per second, burst, and requests per day
+    api_rate_limit: float = 20.0
+    api_burst_limit: int = 10
+    api_daily_quota: int = 100_000
+    #: also require SigV4-signed requests (IAM authorization) on every route, beside the key
+    api_iam_auth: bool = False
+    #: browser origins allowed to call the API (CORS); empty: no CORS headers at all
+    cors_origins: tuple[str, ...] = ()
+    #: a WAF web ACL (regional) to associate with the API stage, by ARN
+    waf_web_acl_arn: str | None = None
+    #: most instances one prediction request may carry (413 above)
+    max_instances: int = 1000
+    #: the documented body limit (413 above): well below Lambda's 6 MB synchronous payload,
+    #: which the body reaches JSON-escaped inside the API Gateway event (quotes double)
+    max_body_bytes: int = 1024 * 1024
+    #: the predict function's own wait for the endpoint (504 after); below API Gateway's 29 s
+    endpoint_timeout_seconds: int = 20
+    #: opt-in reserved concurrency of the predict function (a new account's limit of 10
+    #: makes any reservation fail the deploy); when set, keep it above the usage plan's burst
+    #: so that API Gateway throttles (429) before Lambda would (a Lambda throttle is a 5xx)
+    predict_reserved_concurrency: int | None = None
+    predict_memory_mb: int = 1024
+    #: seconds a client is told to wait (Retry-After) while a dataset has no endpoint yet
+    retry_after_seconds: int = 60
+    # capture (Firehose → artifacts bucket <dataset>/capture/)
+    #: share of prediction requests captured (0..1)
+    capture_share: float = 1.0
+    capture_buffer_seconds: int = 15
+    capture_buffer_mb: int = 1
+    #: captured records hold customer ids: they expire after this many days
+    capture_expire_days: int = 30
+    # batch scoring (infra/batch_scoring.py)
+    transform_instance_type: str = "ml.m5.xlarge"
+    transform_max_payload_mb: int = 6
+    transform_max_runtime_seconds: int = 6 * 3600
     #: private networking (``-c vpc=create`` or an existing VPC); None: AWS's public endpoints
     vpc: VpcConfig | None = None
     #: subscribed to the notifications topic when set
@@ -313,6 +349,13 @@ STAGES: dict[str, StageConfig] = {
         backfill_max_concurrency=5,
         noncurrent_versions_expire_after_days=90,
         model_approval="manual",
+        api_rate_limit=100.0,
+        api_burst_limit=50,
+        api_daily_quota=1_000_000,
+        capture_share=0.1,
+        capture_buffer_seconds=300,
+        capture_buffer_mb=64,
+        capture_expire_days=90,
         default_endpoint=EndpointSettings(
             real_time=RealTimeEndpoint(
                 instance_type="ml.m5.large",
@@ -351,6 +394,25 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
     3653: logs.RetentionDays.TEN_YEARS,
 }
 
+
+def _boolean(value: Any) -> bool:
+    """``-c api_iam_auth=true``: context values arrive as strings (or JSON booleans)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(value)
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """``-c cors_origins=https://a.example,https://b.example`` (or a JSON list in cdk.json)."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(item.strip() for item in items if str(item).strip())
+
+
 #: context keys that may override a stage's defaults, with the type they are parsed to
 _OVERRIDES: dict[str, Callable[[Any], Any]] = {
     "lambda_architecture": str,
@@ -363,6 +425,15 @@ _OVERRIDES: dict[str, Callable[[Any], Any]] = {
     "pipeline_poll_seconds": int,
     "training_instance_type": str,
     "training_instance_count": int,
+    "api_rate_limit": float,
+    "api_burst_limit": int,
+    "api_daily_quota": int,
+    "api_iam_auth": _boolean,
+    "cors_origins": _origins,
+    "waf_web_acl_arn": str,
+    "capture_share": float,
+    "capture_expire_days": int,
+    "predict_reserved_concurrency": int,
     "vpc": VpcConfig.parse,
 }
 
@@ -388,7 +459,9 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
         except ConfigError:
             raise
         except ValueError as exc:
-            raise ConfigError(f"-c {key}={value!r}: expected {kind.__name__}") from exc
+            expected = getattr(kind, "__name__", "")
+            expected = "a boolean" if key == "api_iam_auth" else expected
+            raise ConfigError(f"-c {key}={value!r}: expected {expected}") from exc
     if changes.get("lambda_architecture", "arm64") not in ("arm64", "x86_64"):
         raise ConfigError("-c lambda_architecture must be arm64 or x86_64")
     if changes.get("log_retention_days", 30) not in LOG_RETENTION:
@@ -402,6 +475,8 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
         )
     if changes.get("pipeline_poll_seconds", 30) < 1:
         raise ConfigError("-c pipeline_poll_seconds must be at least 1")
+    if not 0.0 <= changes.get("capture_share", 0.0) <= 1.0:
+        raise ConfigError("-c capture_share must be between 0 and 1")
     if not 2 <= changes.get("preprocess_max_concurrency", 2) <= 1000:
         raise ConfigError("-c preprocess_max_concurrency must be 2 to 1000 (SQS event sources)")
     return dataclasses.replace(STAGES[stage], **changes)

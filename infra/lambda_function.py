@@ -217,7 +217,8 @@ class PythonFunction(Construct):
     """A Sluice Lambda function: ``lambdas/<name>/handler.py``'s ``handler``.
 
     The asset holds ``lambdas/`` (the function and the shared observability module),
-    ``datasets/`` when ``with_specs`` is set, and ``lambdas/<name>/requirements.txt`` less the
+    ``datasets/`` when ``with_specs`` is set, the ``packages`` of ``lambdas/`` it also imports,
+    and ``lambdas/<name>/requirements.txt`` less the
     ``exclude`` globs (what the function never imports, or what the runtime already has), and
     with ``native`` the native HMAC library built for the function's architecture.
 
@@ -259,6 +260,7 @@ class PythonFunction(Construct):
         with_specs: bool = False,
         exclude: Sequence[str] = (),
         native: bool = False,
+        packages: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         if (dead_letter_queue is None) == (no_dlq_reason is None):
@@ -277,6 +279,7 @@ class PythonFunction(Construct):
             sources.append("lambdas/shared")
         if with_specs:
             sources.append("datasets")
+        sources += [f"lambdas/{package}" for package in packages]
         sources.append(f"lambdas/{name}")
 
         self.log_group = encrypted_log_group(self, "Logs", config=config, key=key)

@@ -13,6 +13,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.backfill import Backfill
+from infra.batch_scoring import BatchScoring
 from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
@@ -21,6 +22,7 @@ from infra.nag import acknowledge_framework_singletons
 from infra.network import Network
 from infra.notifications import Notifications
 from infra.rollout import Rollout, declared_datasets
+from infra.serving import Serving
 from infra.training_pipeline import TrainingPipeline
 
 
@@ -95,14 +97,26 @@ class StatelessStack(cdk.Stack):
             topic=self.notifications.topic,
             network=self.network,
         )
+        datasets = declared_datasets()
         self.rollout = Rollout(
             self,
             "Rollout",
             config=config,
-            datasets=declared_datasets(),
+            datasets=datasets,
             alerts=self.notifications.topic,
         )
-        ingestion = self.ingestion
+        self.serving = Serving(
+            self, "Serving", config=config, lake=lake, datasets=datasets, network=self.network
+        )
+        self.batch_scoring = BatchScoring(
+            self,
+            "BatchScoring",
+            config=config,
+            lake=lake,
+            datasets=datasets,
+            network=self.network,
+        )
+        ingestion, serving = self.ingestion, self.serving
         for name, value in {
             "NotificationsTopicArn": self.notifications.topic.topic_arn,
             "PreprocessFunctionName": ingestion.function.function.function_name,
@@ -113,6 +127,13 @@ class StatelessStack(cdk.Stack):
             "TrainingStateMachineArn": self.training.state_machine.state_machine_arn,
             "DeployStateMachineArn": self.training.deploy_machine.state_machine_arn,
             "RunLockTableName": self.training.locks.table_name,
+            "ApiUrl": serving.api.url,
+            "ApiId": serving.api.rest_api_id,
+            "ApiKeyId": serving.api_key.key_id,
+            "PredictFunctionName": serving.function.function.function_name,
+            "CaptureStreams": cdk.Stack.of(self).to_json_string(serving.capture.names),
+            "BatchScoringStateMachineArn": self.batch_scoring.state_machine.state_machine_arn,
+            "ScoreFunctionName": self.batch_scoring.function.function.function_name,
         }.items():
             cdk.CfnOutput(self, name, value=value)
         if self.network is not None:

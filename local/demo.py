@@ -4,6 +4,7 @@
 2. follow what happens: ingestion curates it, its ``DatasetCurated`` event starts a training
    run, and the run goes through its states (each printed with its duration when it ends);
 3. invoke the churn endpoint with rows of the upload as they are, and print the predictions;
+   then call the prediction API with the same rows (curl, API key) and score a file in bulk;
 4. end with the verdict, the metrics, the report (also copied to ``.demo/``) and the time from
    upload to serving, and ``make local-up`` + ``make local-deploy`` as ``make`` measured them.
 
@@ -16,6 +17,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -206,6 +208,10 @@ def main() -> int:
         )
         print("request: the same rows as curated (this model takes its features, not records)")
     print(json.dumps(json.loads(answer["Body"].read()), indent=1))
+    request = work / "request.json"
+    request.write_bytes(request_body(rows))
+    if call_api(out, request) != 0 or score_file(out, work) != 0:
+        return 1
 
     step("verdict, metrics, report")
     metrics = from_ledger.get("metrics", {}).get("M", {})
@@ -236,6 +242,46 @@ def main() -> int:
             + " (target 60 s)"
         )
     return 0
+
+
+def call_api(out: dict[str, str], request: Path) -> int:
+    """The prediction API through API Gateway, as a client calls it: curl and the API key."""
+    key = client("apigateway").get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
+    url = f"{ENDPOINT}/_aws/execute-api/{out['ApiId']}/dev/v1/{DATASET}/predictions"
+    step("calling the prediction API with curl (the same rows)")
+    print(f"curl -s -X POST {url} -H 'x-api-key: <ApiKeyId's value>' "
+          f"-H 'Content-Type: application/json' -d @{request.name}")  # fmt: skip
+    answer = subprocess.run(
+        ["curl", "-s", "-w", "\nHTTP %{http_code}\n", "-X", "POST", url, "-H",
+         f"x-api-key: {key}", "-H", "Content-Type: application/json", "-d", f"@{request}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    print(answer.stdout.strip())
+    return 0 if answer.stdout.strip().endswith("HTTP 200") else 1
+
+
+def score_file(out: dict[str, str], work: Path) -> int:
+    """Batch scoring: a file under churn/_score/ -> churn/predictions/<name>/ (or error.json)."""
+    step("scoring 1,000 rows in bulk: s3://<raw>/churn/_score/demo.csv")
+    rows = work / "to-score.csv"
+    write_csv(DATASET, 1_000, rows, seed=7)
+    s3 = client("s3")
+    s3.upload_file(str(rows), out["RawBucket"], f"{DATASET}/_score/demo.csv")
+    prefix = f"{DATASET}/predictions/demo.csv/"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=out["ArtifactsBucket"], Prefix=prefix)
+        names = {o["Key"].removeprefix(prefix) for o in listed.get("Contents", [])}
+        for name in ("predictions.csv", "error.json"):
+            if name in names and (name == "error.json" or "manifest.json" in names):
+                body = s3.get_object(Bucket=out["ArtifactsBucket"], Key=prefix + name)
+                text = body["Body"].read().decode()
+                print(f"s3://{out['ArtifactsBucket']}/{prefix}{name}:")
+                print("\n".join(text.splitlines()[:6]))
+                return 0  # an error report is an outcome too (the file could not be scored)
+        time.sleep(2)
+    print("no predictions after 10 minutes: see the batch-scoring state machine's executions")
+    return 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from datasets import names
 from lambdas.preprocess.service import Ingestion, LargeObjectRouter, ObjectRef
 from lambdas.preprocess.settings import Settings
 from lambdas.shared.observability import logger, metrics, tracer
@@ -121,6 +122,11 @@ class App:
         router needs the size; S3 answers both with one HEAD."""
         logger.set_correlation_id(ref.key)
         tracer.put_annotation("object_key", ref.key)
+        reserved = names.reserved_prefix(ref.key)
+        if reserved is not None:  # files to score, ground-truth labels: never training data
+            logger.info("not training data: skipped", extra={"reserved_prefix": reserved})
+            metrics.add_metric("FilesSkipped", MetricUnit.Count, 1)
+            return {"status": "skipped", "reason": f"{reserved}/", "source": ref.as_dict()}
         if ref.version_id is None or (size is None and self.router is not None):
             extra = {"VersionId": ref.version_id} if ref.version_id else {}
             head = self.s3.head_object(Bucket=ref.bucket, Key=ref.key, **extra)

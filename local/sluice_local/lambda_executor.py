@@ -1,17 +1,30 @@
 """A LocalStack Lambda runtime executor that runs handlers as local subprocesses (no Docker).
 
-Every invocation is a fresh process (a cold start): the function's environment variables, its
-unzipped code as working directory and first on the module path, then its layers, then a stand-in
-for the runtime's own packages (boto3). The function's timeout is enforced by killing the process
-group. A global semaphore caps how many handlers run at once. Output becomes the invocation's
-logs, which LocalStack stores in CloudWatch Logs with START/END/REPORT lines like Lambda's.
+Python functions get warm execution environments, as Lambda gives them: each environment is one
+long-lived runtime process (``runners/lambda_python.py``) that imports the handler once (the
+init phase, reported as ``Init Duration``) and then serves one invocation after another over a
+pipe, keeping module state, clients and caches. LocalStack's own environment manager decides
+when an environment is created, reused or retired (``LAMBDA_KEEPALIVE_MS`` idle), and how many
+a function may have at once: its reserved concurrency (or the account's), throttling the rest.
+An invocation that times out or crashes the process ends the environment's process; the next
+invocation in that environment starts a fresh one (a new init), as on Lambda.
+
+Node.js functions (CDK's own custom-resource handlers) still run one process per invocation.
+
+Every process gets the function's environment variables, its unzipped code as working
+directory and first on the module path, then its layers, then a stand-in for the runtime's own
+packages (boto3). Output becomes the invocation's logs, which LocalStack stores in CloudWatch
+Logs with START/END/REPORT lines like Lambda's. A global cap bounds how many handlers execute
+at once (``SLUICE_LAMBDA_CONCURRENCY``): the machine has few cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -34,6 +47,9 @@ from sluice_local import settings
 LOG = logging.getLogger(__name__)
 RUNNERS = Path(__file__).parent / "runners"
 _SLOTS = settings.Slots(settings.lambda_concurrency)
+#: how long an environment's runtime may take to import the handler (Lambda: 10 s on-demand,
+#: then the init is retried as part of the invocation; here it just counts as the invocation's)
+INIT_TIMEOUT_SECONDS = 60.0
 
 
 def _runtime_family(runtime: str | None) -> str:
@@ -63,8 +79,94 @@ def _layer_paths(function_version: FunctionVersion, family: str) -> list[str]:
     return paths
 
 
+class _Channel:
+    """JSON lines over a pair of pipes to one runtime process."""
+
+    def __init__(self, to_runtime: int, from_runtime: int) -> None:
+        self.to_runtime, self.from_runtime = to_runtime, from_runtime
+        self._buffer = b""
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            written = os.write(self.to_runtime, view)
+            view = view[written:]
+
+    def receive(self, deadline: float, alive: Any) -> dict[str, Any] | None:
+        """The next message, or None when the deadline passes or the process ends first."""
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self.from_runtime], [], [], min(remaining, 0.5))
+            if not ready:
+                if not alive():
+                    return None
+                continue
+            chunk = os.read(self.from_runtime, 1 << 20)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def close(self) -> None:
+        for fd in (self.to_runtime, self.from_runtime):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _Runtime:
+    """One warm runtime process of a Python function, and its log file."""
+
+    def __init__(self, command: list[str], cwd: str, env: dict[str, str], workdir: Path) -> None:
+        self.log_path = workdir / "runtime.log"
+        self.log_offset = 0
+        requests_r, requests_w = os.pipe()
+        results_r, results_w = os.pipe()
+        env = {**env, "SLUICE_RUNTIME_FDS": f"{requests_r},{results_w}"}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(requests_r, results_w),
+            )
+        os.close(requests_r)
+        os.close(results_w)
+        self.channel = _Channel(requests_w, results_r)
+        self.started = time.time()
+        self.ready = False
+        self.init_ms: float | None = None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def new_output(self) -> str:
+        """What the process printed since the last call."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                data = log.read()
+        except OSError:
+            return ""
+        self.log_offset += len(data)
+        return data.decode("utf-8", errors="replace")
+
+    def kill(self) -> None:
+        if self.alive():
+            _kill_group(self.process)
+        self.channel.close()
+
+
 class SubprocessRuntimeExecutor(RuntimeExecutor):
-    """One execution environment; each ``invoke`` is one subprocess."""
+    """One execution environment: a warm runtime process (Python) or a process per call."""
 
     def __init__(self, id: str, function_version: FunctionVersion) -> None:
         super().__init__(id, function_version)
@@ -72,6 +174,9 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
         self._logs: list[str] = []
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        self._runtime: _Runtime | None = None
+        self._workdir: Path | None = None
+        self._stopped = False
         self._family = _runtime_family(function_version.config.runtime)
 
     # -- lifecycle
@@ -95,12 +200,22 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
             env["NODE_PATH"] = os.pathsep.join([*layers, str(settings.node_runtime_path())])
             env["EDGE_PORT"] = str(urllib.parse.urlsplit(settings.gateway_url()).port or 4566)
         self._env = env
+        if self._family == "python":
+            self._workdir = Path(tempfile.mkdtemp(prefix="lambda-env-", dir=settings.state_dir()))
+            with self._lock:
+                self._runtime = self._spawn()
 
     def stop(self) -> None:
         with self._lock:
-            process = self._process
+            self._stopped = True
+            process, runtime = self._process, self._runtime
+            self._runtime = None
         if process is not None and process.poll() is None:
             _kill_group(process)
+        if runtime is not None:
+            runtime.kill()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     # -- addresses (the subprocess talks to the gateway on loopback)
     def get_address(self) -> str:
@@ -116,13 +231,103 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
     def invoke(self, payload: dict[str, str]) -> InvocationResult:
         request_id = payload["invoke-id"]
         with _SLOTS:
+            if self._family == "python":
+                return self._invoke_warm(request_id, payload)
             return self._run(request_id, payload)
 
-    def _command(self) -> list[str]:
-        if self._family == "python":
-            return [settings.lambda_python(), "-s", "-P", str(RUNNERS / "lambda_python.py")]
-        return [settings.node_binary(), str(RUNNERS / "lambda_node.js")]
+    # ---------------------------------------------------------------- Python: warm runtime
+    def _spawn(self) -> _Runtime:
+        assert self._workdir is not None
+        command = [
+            settings.lambda_python(), "-s", "-P", str(RUNNERS / "lambda_python.py"), "--serve",
+        ]  # fmt: skip
+        return _Runtime(command, self._env["LAMBDA_TASK_ROOT"], self._env, self._workdir)
 
+    def _invoke_warm(self, request_id: str, payload: dict[str, str]) -> InvocationResult:
+        timeout = float(self.function_version.config.timeout)
+        with self._lock:
+            if self._stopped:
+                raise LambdaRuntimeException("the execution environment was stopped")
+            runtime = self._runtime
+            if runtime is None or not runtime.alive():
+                if runtime is not None:
+                    runtime.kill()
+                runtime = self._runtime = self._spawn()
+        init_report = ""
+        if not runtime.ready:
+            message = runtime.channel.receive(
+                time.monotonic() + INIT_TIMEOUT_SECONDS, runtime.alive
+            )
+            if message is None or "init_error" in message:
+                error = (message or {}).get("init_error") or {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {request_id} Error: Runtime exited during init",
+                }
+                output = runtime.new_output()
+                runtime.kill()
+                with self._lock:
+                    self._runtime = None
+                logs = self._format_logs(request_id, output, 0.0, None)
+                self._logs.append(logs)
+                return InvocationResult(
+                    request_id, json.dumps(error).encode(), is_error=True, logs=logs
+                )
+            runtime.ready = True
+            # Lambda's Init Duration: from the runtime's start to the end of the handler import
+            runtime.init_ms = (
+                float(message.get("ready_at", runtime.started)) - runtime.started
+            ) * 1000
+            init_report = f"{runtime.init_ms:.2f}"
+        started = time.monotonic()
+        deadline_ms = int((time.time() + timeout) * 1000)
+        runtime.channel.send(
+            {
+                "request_id": request_id,
+                "invoked_arn": payload.get("invoked-function-arn", ""),
+                "deadline_ms": deadline_ms,
+                "trace_id": payload.get("trace-id", ""),
+                "payload": payload["payload"] or "null",
+            }
+        )
+        result = runtime.channel.receive(started + timeout, runtime.alive)
+        duration_ms = (time.monotonic() - started) * 1000
+        if result is not None:
+            duration_ms = float(result.get("duration_ms", duration_ms))
+        # no result before the deadline: timed out; before it: the runtime went away (crash)
+        timed_out = result is None and time.monotonic() >= started + timeout
+        if result is None:
+            # timed out or crashed: the environment's process goes (a fresh init next time)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                runtime.process.wait(timeout=0 if timed_out else 2)
+            returncode = runtime.process.poll()
+            runtime.kill()
+            with self._lock:
+                if self._runtime is runtime:
+                    self._runtime = None
+        output = runtime.new_output()
+        if timed_out:
+            output += f"{_now()} {request_id} Task timed out after {timeout:.2f} seconds\n"
+            message_text = f"{_now()} {request_id} Task timed out after {timeout:.2f} seconds"
+            ok, body = (
+                False,
+                json.dumps({"errorMessage": message_text, "errorType": "Sandbox.Timedout"}),
+            )
+        elif result is None:
+            exited = f"RequestId: {request_id} Error: Runtime exited with error: exit status"
+            ok, body = (
+                False,
+                json.dumps(
+                    {"errorType": "Runtime.ExitError", "errorMessage": f"{exited} {returncode}"}
+                ),
+            )
+        else:
+            ok, body = bool(result["ok"]), str(result["payload"])
+        logs = self._format_logs(request_id, output, duration_ms, init_report or None)
+        self._logs.append(logs)
+        del self._logs[:-20]
+        return InvocationResult(request_id, body.encode(), is_error=not ok, logs=logs)
+
+    # -------------------------------------------------------------- Node.js: a process a call
     def _run(self, request_id: str, payload: dict[str, str]) -> InvocationResult:
         config = self.function_version.config
         timeout = float(config.timeout)
@@ -146,7 +351,7 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
             }
             with log_file.open("wb") as out:
                 process = subprocess.Popen(
-                    self._command(),
+                    [settings.node_binary(), str(RUNNERS / "lambda_node.js")],
                     cwd=self._env["LAMBDA_TASK_ROOT"],
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -167,8 +372,9 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
             ok, body = self._outcome(request_id, timed_out, process.returncode, result_file)
             if timed_out:
                 output += f"{_now()} {request_id} Task timed out after {timeout:.2f} seconds\n"
-            logs = self._format_logs(request_id, output, duration_ms)
+            logs = self._format_logs(request_id, output, duration_ms, None)
             self._logs.append(logs)
+            del self._logs[:-20]
             return InvocationResult(request_id, body.encode(), is_error=not ok, logs=logs)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -188,15 +394,21 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
         )
         return False, json.dumps({"errorType": "Runtime.ExitError", "errorMessage": message})
 
-    def _format_logs(self, request_id: str, output: str, duration_ms: float) -> str:
+    def _format_logs(
+        self, request_id: str, output: str, duration_ms: float, init_ms: str | None
+    ) -> str:
         config = self.function_version.config
         version = self.function_version.id.qualifier
+        init = f"\tInit Duration: {init_ms} ms" if init_ms else ""
+        if output and not output.endswith("\n"):
+            output += "\n"
         return (
             f"START RequestId: {request_id} Version: {version}\n"
             f"{output}"
             f"END RequestId: {request_id}\n"
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-            f"Billed Duration: {int(duration_ms) + 1} ms\tMemory Size: {config.memory_size} MB\n"
+            f"Billed Duration: {int(duration_ms) + 1} ms\tMemory Size: {config.memory_size} MB"
+            f"{init}\n"
         )
 
     def get_logs(self) -> str:

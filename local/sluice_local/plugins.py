@@ -140,6 +140,20 @@ def install_fault_route() -> None:
 
 
 @hooks.on_infra_start()
+def install_apigateway_limits() -> None:
+    from sluice_local.apigateway import install
+
+    install()
+
+
+@hooks.on_infra_start()
+def install_firehose_delivery() -> None:
+    from sluice_local.firehose import install
+
+    install()
+
+
+@hooks.on_infra_start()
 def install_endpoint_alarms() -> None:
     from sluice_local.cloudwatch import install
 

@@ -19,9 +19,10 @@ from infra.training_pipeline import STEPS as PIPELINE_STEPS
 from tests.infra.conftest import endpoint_services, make_app, stack
 from tests.infra.test_security import EXISTING_VPC
 
-#: what the ingestion function calls besides S3 and DynamoDB (gateway endpoints)
-INGESTION_SERVICES = ["events", "sagemaker.api", "secretsmanager"]
-#: ingestion's and the training pipeline's (its functions notify and read execution history)
+#: what the functions call besides S3 and DynamoDB (gateway endpoints): ingestion (events, the
+#: SageMaker API, the PII secret), predictions (the SageMaker runtime and API, Firehose capture)
+INGESTION_SERVICES = ["events", "firehose", "sagemaker.api", "sagemaker.runtime", "secretsmanager"]
+#: and the training pipeline's (its functions notify and read execution history)
 ALL_SERVICES = sorted({*INGESTION_SERVICES, *PIPELINE_SERVICES})
 
 
@@ -106,8 +107,8 @@ def test_workloads_may_only_send_https_and_endpoints_only_admit_the_workloads(
     groups = created.find_resources("AWS::EC2::SecurityGroup")
     endpoint_gid = next(g for g, v in groups.items() if "interface endpoints" in str(v))
     workloads = {g: v for g, v in groups.items() if g != endpoint_gid}
-    # the preprocess function, the ingestion jobs, the training pipeline's functions
-    assert len(workloads) == 2 + len(PIPELINE_STEPS)
+    # the preprocess, predict and score functions, ingestion jobs, the pipeline's functions
+    assert len(workloads) == 4 + len(PIPELINE_STEPS)
     for gid, group in workloads.items():
         assert "SecurityGroupIngress" not in group["Properties"], gid
         (egress,) = group["Properties"]["SecurityGroupEgress"]
@@ -141,7 +142,9 @@ def test_the_ingestion_job_runs_in_the_private_subnets_with_its_own_group(
     created: Template,
 ) -> None:
     (function,) = [
-        f for f in _ours(created).values() if f["Properties"]["Handler"].startswith("lambdas.prep")
+        f
+        for f in _ours(created).values()
+        if f["Properties"]["Handler"] == "lambdas.preprocess.handler.handler"
     ]
     env = function["Properties"]["Environment"]["Variables"]
     subnets = env["PROCESSING_SUBNET_IDS"]["Fn::Join"]
@@ -173,7 +176,7 @@ def test_workload_roles_may_create_interfaces_only_in_the_stages_subnets(
         for pid, p in created.find_resources("AWS::IAM::Policy").items()
         if "VpcAccess" in pid
     }
-    assert len(policies) == 2 + len(PIPELINE_STEPS)  # functions' roles, the job's role
+    assert len(policies) == 4 + len(PIPELINE_STEPS)  # the functions' roles, the job's role
     for pid, statements in policies.items():
         (create,) = [s for s in statements if s["Action"] == "ec2:CreateNetworkInterface"]
         resources = json.dumps(create["Resource"])

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 STAGE = "prod"
 APP_STACK = f"sluice-{STAGE}-app"
-INTERFACES = {"events", "sagemaker.api", "secretsmanager"}
+#: the services the functions call (ingestion; predictions: SageMaker runtime, Firehose capture)
+INTERFACES = {"events", "firehose", "sagemaker.api", "sagemaker.runtime", "secretsmanager"}
 
 
 @pytest.fixture(scope="module")

@@ -154,8 +154,15 @@ def _clients(account: str, region: str) -> Any:
 
 
 def _start_variant(
-    account: str, region: str, endpoint: str, variant: dict[str, Any], workdir: Path
+    account: str,
+    region: str,
+    endpoint: str,
+    variant: dict[str, Any],
+    workdir: Path,
+    environment: dict[str, str] | None = None,
 ) -> Variant:
+    """A worker serving ``variant``'s model; ``environment`` is added to the container's
+    (a transform job's ``Environment``)."""
     fault = faults.take("sagemaker", "EndpointStart", endpoint)
     if fault is not None:
         raise DeployFailed(
@@ -196,6 +203,7 @@ def _start_variant(
         "PYTHONUNBUFFERED": "1",
         "SAGEMAKER_REGION": region,
         **{key: str(value) for key, value in env.items()},
+        **{key: str(value) for key, value in (environment or {}).items()},
     }
     command = [
         settings.job_python(),

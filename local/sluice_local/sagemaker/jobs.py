@@ -461,3 +461,34 @@ def _process(job: RunningJob, request: dict[str, Any], account: str, region: str
             s3, Path(rewrite_opt_ml(item["S3Output"]["LocalPath"], root)), item["S3Output"]["S3Uri"]
         )
     return message
+
+
+# ---------------------------------------------------------------- batch transform
+
+
+def run_transform_job(record: Any, request: dict[str, Any], account: str, region: str) -> None:
+    """Run in a thread: CreateTransformJob the AWS way, over the model's own inference code."""
+    name = request["TransformJobName"]
+    job = RUNNING.setdefault(name, RunningJob(name))
+    try:
+        with _SLOTS:
+            if job.stop_requested.is_set():
+                raise JobFailed("Stopped before it started", status="Stopped")
+            record.transform_start_time = now()
+            from sluice_local.sagemaker import transform  # the endpoint worker comes with it
+
+            transform.run(job, request, account, region)
+        _finish_transform(record, "Completed", None)
+    except JobFailed as failed:
+        _finish_transform(record, failed.status, failed.reason)
+    except Exception as exc:
+        LOG.exception("transform job %s could not run", name)
+        _finish_transform(record, "Failed", f"ClientError: {exc}"[:1024])
+    finally:
+        RUNNING.pop(name, None)
+
+
+def _finish_transform(record: Any, status: str, reason: str | None) -> None:
+    record.transform_end_time = record.last_modified_time = now()
+    record.failure_reason = reason or ""
+    record.transform_job_status = status

@@ -121,6 +121,28 @@ def create_processing_job(context: RequestContext, request: ServiceRequest) -> A
     return response
 
 
+def create_transform_job(context: RequestContext, request: ServiceRequest) -> Any:
+    """moto records the job (Completed at once, no output); the job really runs instead."""
+    backend = _backend(context)
+    if request["ModelName"] not in backend._models:
+        raise ValidationError(f'Could not find model "{request["ModelName"]}".')
+    response = call_moto(context)
+    record = backend.transform_jobs[request["TransformJobName"]]
+    record.transform_job_status = "InProgress"
+    record.transform_start_time = None
+    record.transform_end_time = None
+    record.failure_reason = ""
+    _thread(
+        jobs.run_transform_job,
+        record,
+        dict(request),
+        context.account_id,
+        context.region,
+        name=f"transform-{request['TransformJobName']}",
+    )
+    return response
+
+
 def _stop(kind: str, records: dict[str, Any], name: str, status_attr: str) -> dict[str, Any]:
     record = records.get(name)
     if record is None:
@@ -141,6 +163,11 @@ def stop_training_job(context: RequestContext, request: ServiceRequest) -> Any:
 def stop_processing_job(context: RequestContext, request: ServiceRequest) -> Any:
     records = _backend(context).processing_jobs
     return _stop("processing job", records, request["ProcessingJobName"], "processing_job_status")
+
+
+def stop_transform_job(context: RequestContext, request: ServiceRequest) -> Any:
+    records = _backend(context).transform_jobs
+    return _stop("transform job", records, request["TransformJobName"], "transform_job_status")
 
 
 # ---------------------------------------------------------------- endpoints
@@ -240,6 +267,8 @@ SAGEMAKER_OVERRIDES: dict[str, Handler] = {
     "StopTrainingJob": stop_training_job,
     "CreateProcessingJob": create_processing_job,
     "StopProcessingJob": stop_processing_job,
+    "CreateTransformJob": create_transform_job,
+    "StopTransformJob": stop_transform_job,
     "CreateEndpoint": create_endpoint,
     "UpdateEndpoint": update_endpoint,
     "UpdateEndpointWeightsAndCapacities": update_endpoint_weights_and_capacities,
