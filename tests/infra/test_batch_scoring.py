@@ -9,6 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from infra.batch_scoring import ASL
+from infra.rollout import declared_datasets
 from tests.infra.conftest import make_app, stack
 
 
@@ -40,7 +41,7 @@ def test_a_file_under_score_of_every_declared_dataset_starts_a_run(dev: Template
                 "detail-type": ["Object Created"],
                 "detail": {
                     "bucket": {"name": [Match.any_value()]},
-                    "object": {"key": [{"prefix": "churn/_score/"}, {"prefix": "wine/_score/"}]},
+                    "object": {"key": [{"prefix": f"{d}/_score/"} for d in declared_datasets()]},
                 },
             },
             "Targets": [

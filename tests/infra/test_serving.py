@@ -12,6 +12,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from infra.config import STAGES, stage_config
+from infra.rollout import declared_datasets
 from infra.serving import GATEWAY_RESPONSES, INTEGRATION_TIMEOUT
 from tests.infra.conftest import make_app, stack
 
@@ -295,8 +296,7 @@ def test_predict_function_settings_come_from_the_stage(dev: Template) -> None:
     env = props["Environment"]["Variables"]
     assert env["SLUICE_PREFIX"] == "sluice-dev"
     assert json.loads(env["CAPTURE_STREAMS"]) == {
-        "churn": "sluice-dev-capture-churn",
-        "wine": "sluice-dev-capture-wine",
+        d: f"sluice-dev-capture-{d}" for d in declared_datasets()
     }  # one stream per declared dataset
     assert float(env["CAPTURE_SHARE"]) == config.capture_share
     assert int(env["MAX_INSTANCES"]) == config.max_instances
