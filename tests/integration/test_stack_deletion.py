@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from datasets import names
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,18 +39,28 @@ def test_deleting_the_app_stack_removes_the_endpoints_configs_and_models_runs_ma
 
     wait_for(gone, timeout=300, interval=2, what="the app stack's deletion")
 
-    # Then no endpoint, endpoint config or model made by the pipeline is left (other tests'
-    # own resources, named otherwise, are not the pipeline's)
-    def ours(items: list[dict[str, Any]], key: str) -> list[str]:
-        return [i[key] for i in items if i[key].startswith("sluice-dev-")]
+    # Then no endpoint, endpoint config or model made by the pipeline is left (found as the
+    # teardown finds them, by the pipeline's tags; other tests make their own, untagged)
+    def ours(items: list[dict[str, Any]], name_key: str, arn_key: str) -> list[str]:
+        left = []
+        for item in items:
+            if not item[name_key].startswith("sluice-dev-"):
+                continue
+            tags = {
+                t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=item[arn_key])["Tags"]
+            }
+            if tags.get(names.TAG_MANAGED_BY) == names.MANAGED_BY_PIPELINE:
+                left.append(item[name_key])
+        return left
 
-    assert ours(sagemaker.list_endpoints()["Endpoints"], "EndpointName") == []
-    assert ours(sagemaker.list_endpoint_configs()["EndpointConfigs"], "EndpointConfigName") == []
-    assert ours(sagemaker.list_models()["Models"], "ModelName") == []
+    assert ours(sagemaker.list_endpoints()["Endpoints"], "EndpointName", "EndpointArn") == []
+    configs = sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    assert ours(configs, "EndpointConfigName", "EndpointConfigArn") == []
+    assert ours(sagemaker.list_models()["Models"], "ModelName", "ModelArn") == []
     # and, dev not retaining data, no model package either (so the groups can go with the data)
     groups = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
-    for name in ours(groups, "ModelPackageGroupName"):
-        assert (
-            sagemaker.list_model_packages(ModelPackageGroupName=name)["ModelPackageSummaryList"]
-            == []
-        ), name
+    for group in groups:
+        name = group["ModelPackageGroupName"]
+        if name.startswith("sluice-dev-"):
+            packages = sagemaker.list_model_packages(ModelPackageGroupName=name)
+            assert packages["ModelPackageSummaryList"] == [], name

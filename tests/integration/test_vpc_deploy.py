@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 STAGE = "prod"
 APP_STACK = f"sluice-{STAGE}-app"
 #: the services the functions call (ingestion; predictions: SageMaker runtime, Firehose capture)
-INTERFACES = {"events", "firehose", "sagemaker.api", "sagemaker.runtime", "secretsmanager"}
+#: what the functions call besides S3 and DynamoDB: ingestion, serving, the training pipeline
+INTERFACES = {
+    "events", "firehose", "sagemaker.api", "sagemaker.runtime", "secretsmanager", "sns", "states",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
