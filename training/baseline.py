@@ -5,6 +5,9 @@ numeric features by training deciles (``edges``; a value goes to bin
 ``searchsorted(edges, x, side="right")``), categorical ones by category. Fractions are of all
 rows, so ``sum(fractions) + null_fraction == 1``. The model's score distribution on the
 validation split is recorded the same way (``predictions``), for prediction drift.
+
+The binning and the PSI math are ``datasets.drift``'s: the drift monitor (``lambdas/drift``)
+bins live traffic with the same functions, so training and monitoring cannot disagree.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from datasets import drift
 from training.schema import FeatureSchema, FeatureSpec
 
 BASELINE_FORMAT = "sluice-baseline/1"
@@ -22,35 +26,31 @@ _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 def _numeric(values: np.ndarray, bins: int) -> dict[str, Any]:
     present = values[~np.isnan(values)]
-    n = max(values.size, 1)
+    histogram = drift.numeric_histogram(values, bins)
     if present.size == 0:
-        return {"count": 0, "null_fraction": 1.0, "edges": [], "fractions": [0.0]}
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]))
-    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=edges.size + 1)
+        return {"count": 0, **histogram}
     q = np.quantile(present, _QUANTILES)
     return {
         "count": int(present.size),
-        "null_fraction": 1 - present.size / n,
+        "null_fraction": histogram["null_fraction"],
         "mean": float(present.mean()),
         "std": float(present.std()),
         "min": float(present.min()),
         "max": float(present.max()),
         "quantiles": {f"p{int(k * 100):02d}": float(v) for k, v in zip(_QUANTILES, q, strict=True)},
-        "edges": [float(e) for e in edges],
-        "fractions": [float(c) / n for c in counts],
+        "edges": histogram["edges"],
+        "fractions": histogram["fractions"],
     }
 
 
 def _categorical(values: np.ndarray, feature: FeatureSpec) -> dict[str, Any]:
-    present = values[~np.isnan(values)].astype(np.int64)
-    n = max(values.size, 1)
     cats = list(feature.categories or ())
-    counts = np.bincount(present, minlength=len(cats))[: len(cats)]
+    histogram = drift.categorical_histogram(values, len(cats))
     return {
-        "count": int(present.size),
-        "null_fraction": 1 - present.size / n,
+        "count": int(np.count_nonzero(~np.isnan(values))),
+        "null_fraction": histogram["null_fraction"],
         "categories": cats,
-        "fractions": [float(c) / n for c in counts],
+        "fractions": histogram["fractions"],
     }
 
 
@@ -66,7 +66,7 @@ def build(
     schema: FeatureSchema,
     val_scores: np.ndarray,
     *,
-    bins: int = 10,
+    bins: int = drift.DEFAULT_BINS,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The baseline document for ``baseline.json`` (large inputs are sampled to 1M rows)."""
@@ -90,22 +90,9 @@ def build(
 
 def fractions(feature_baseline: dict[str, Any], values: np.ndarray) -> tuple[np.ndarray, float]:
     """Bin fractions and null fraction of new encoded values, binned like the baseline."""
-    values = np.asarray(values, dtype=np.float64)
-    n = max(values.size, 1)
-    present = values[~np.isnan(values)]
-    if feature_baseline["kind"] == "categorical":
-        k = len(feature_baseline["categories"])
-        counts = np.bincount(present.astype(np.int64), minlength=k)[:k]
-    else:
-        edges = np.asarray(feature_baseline["edges"], dtype=np.float64)
-        counts = np.bincount(
-            np.searchsorted(edges, present, side="right"), minlength=edges.size + 1
-        )
-    return counts / n, 1 - present.size / n
+    shares = drift.distribution(feature_baseline, values)
+    return shares[:-1], float(shares[-1])
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
-    """Population stability index of two fraction vectors (null fractions may be appended)."""
-    e = np.clip(np.asarray(expected, dtype=np.float64), eps, None)
-    a = np.clip(np.asarray(actual, dtype=np.float64), eps, None)
-    return float(np.sum((a - e) * np.log(a / e)))
+#: the PSI of two fraction vectors (``datasets.drift.psi``)
+psi = drift.psi
