@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -39,6 +40,7 @@ METRICS: dict[str, dict[str, bool]] = {
 TOP_KEYS = (
     "name", "version", "description", "id_column", "target", "columns", "unknown_columns",
     "max_bad_row_fraction", "na_values", "features", "split", "metric", "segments", "training",
+    "retrain",
 )  # fmt: skip
 COLUMN_KEYS = (
     "name", "type", "required", "optional", "pii", "min", "max", "categories", "na_values",
@@ -49,6 +51,13 @@ FEATURE_KEYS = ("name", "kind", "column", "start", "end")
 SPLIT_KEYS = ("validation", "test")
 METRIC_KEYS = ("name", "threshold", "margin", "max_segment_gap")
 TRAINING_KEYS = ("window_days", "hyperparameters")
+RETRAIN_KEYS = ("schedule", "cooldown_hours")
+#: a run started by drift or quality waits this long after the previous one (spec default)
+DEFAULT_COOLDOWN_HOURS = 24.0
+#: EventBridge schedule expressions: ``cron(min hour day-of-month month day-of-week year)``
+#: (six fields, one of the two day fields ``?``) or ``rate(N minute(s)|hour(s)|day(s))``
+_CRON = re.compile(r"^cron\((\S+ ){5}\S+\)$")
+_RATE = re.compile(r"^rate\(([1-9][0-9]*) (minute|minutes|hour|hours|day|days)\)$")
 
 
 class SpecError(ValueError):
@@ -124,6 +133,20 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Retrain:
+    """When the dataset is retrained besides its uploads (README, "Retraining policies").
+
+    Drift and model-quality alarms start runs; ``cooldown_hours`` is how long after a run they
+    started the next alarm waits (so a drifting stream does not start a run per window).
+    ``schedule`` (an EventBridge expression) starts a run on a clock too. A run whose inputs
+    are the serving model's ends at once as skipped, whatever started it.
+    """
+
+    schedule: str | None = None
+    cooldown_hours: float = DEFAULT_COOLDOWN_HOURS
+
+
+@dataclass(frozen=True)
 class ModelFeature:
     """One input of the model, in the order the model sees them."""
 
@@ -149,6 +172,7 @@ class DatasetSpec:
     segments: tuple[str, ...] = ()
     positive_class: Any = None
     training: Training = field(default_factory=Training)
+    retrain: Retrain = field(default_factory=Retrain)
     #: strings read as missing in typed columns, besides the empty field (always missing)
     na_values: tuple[str, ...] = ()
 
@@ -244,8 +268,14 @@ class DatasetSpec:
 
     @property
     def fingerprint(self) -> str:
-        """A stable hash of the whole spec: recorded in manifests and model metadata."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        """A stable hash of the spec: recorded in manifests and model metadata.
+
+        Everything but the retraining policy (``retrain``), which says when a model is trained,
+        not what it is: changing a schedule must not make the serving model's inputs differ.
+        """
+        doc = self.to_dict()
+        doc.pop("retrain", None)
+        blob = json.dumps(doc, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_document(self) -> dict[str, Any]:
@@ -272,6 +302,8 @@ class DatasetSpec:
         }
         if self.training != Training():
             doc["training"] = asdict(self.training)
+        if self.retrain != Retrain():
+            doc["retrain"] = {k: v for k, v in asdict(self.retrain).items() if v is not None}
         if self.id_column is not None:
             doc["id_column"] = self.id_column
         if self.positive_class is not None:
@@ -502,6 +534,7 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
             raise SpecError(f"{source}.segments: {seg!r} is not a declared column")
 
     training = _parse_training(doc.get("training"), f"{source}.training")
+    retrain = _parse_retrain(doc.get("retrain"), f"{source}.retrain")
     return DatasetSpec(
         name=name,
         version=int(doc.get("version", 1)),
@@ -522,6 +555,7 @@ def parse_spec(doc: Any, source: str = "<spec>") -> DatasetSpec:
         metric=metric,
         segments=segments,
         training=training,
+        retrain=retrain,
         na_values=_markers(doc, source) or (),
     )
 
@@ -538,6 +572,32 @@ def _parse_training(raw: Any, where: str) -> Training:
     if not isinstance(hps, dict):
         raise SpecError(f"{where}.hyperparameters: expected a mapping of name: value")
     return Training(window_days=days, hyperparameters=dict(hps))
+
+
+def _parse_retrain(raw: Any, where: str) -> Retrain:
+    """``retrain: {schedule: "cron(0 4 ? * MON *)", cooldown_hours: 24}`` (both optional)."""
+    if raw is None:
+        return Retrain()
+    raw = _mapping(raw, where, RETRAIN_KEYS)
+    schedule = raw.get("schedule")
+    if schedule is not None:
+        if not isinstance(schedule, str) or not (
+            _CRON.match(schedule.strip()) or _RATE.match(schedule.strip())
+        ):
+            raise SpecError(
+                f"{where}.schedule: expected an EventBridge schedule expression such as "
+                f"'cron(0 4 ? * MON *)' or 'rate(7 days)', got {schedule!r}"
+            )
+        rate = _RATE.match(schedule.strip())
+        if rate and (rate.group(1) == "1") != (not rate.group(2).endswith("s")):
+            raise SpecError(
+                f"{where}.schedule: {schedule!r}: write 'rate(1 day)' but 'rate(2 days)'"
+            )
+        schedule = schedule.strip()
+    cooldown = raw.get("cooldown_hours", DEFAULT_COOLDOWN_HOURS)
+    if isinstance(cooldown, bool) or not isinstance(cooldown, int | float) or cooldown < 0:
+        raise SpecError(f"{where}.cooldown_hours: expected a number of hours >= 0")
+    return Retrain(schedule=schedule, cooldown_hours=float(cooldown))
 
 
 def load_spec(path: str | Path) -> DatasetSpec:

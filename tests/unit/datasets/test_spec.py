@@ -215,3 +215,42 @@ def test_a_prediction_needs_only_the_columns_the_models_features_come_from() -> 
         "signup_ts", "last_active_ts", "plan", "region", "monthly_charges", "tenure_months",
         "support_calls",
     )  # fmt: skip
+
+
+def test_the_retraining_policy_is_read_strictly_and_kept_out_of_the_fingerprint() -> None:
+    # Given churn's policy (a weekly schedule and a day's cool-down)
+    spec = load_spec(CHURN)
+    assert spec.retrain.schedule == "cron(0 4 ? * MON *)"
+    assert spec.retrain.cooldown_hours == 24
+    # a spec without one gets no schedule and the default cool-down
+    doc = churn_doc()
+    del doc["retrain"]
+    bare = parse_spec(doc)
+    assert bare.retrain.schedule is None and bare.retrain.cooldown_hours == 24
+    # the policy says when a model is trained, not what it is: the fingerprint ignores it
+    assert bare.fingerprint == spec.fingerprint
+    # and it round-trips through the document a model carries
+    assert parse_spec(json.loads(json.dumps(spec.to_document()))) == spec
+    doc["retrain"] = {"schedule": "rate(7 days)", "cooldown_hours": 0.5}
+    assert parse_spec(doc).retrain.cooldown_hours == 0.5
+
+
+@pytest.mark.parametrize(
+    ("retrain", "message"),
+    [
+        ({"schedul": "rate(1 day)"}, "unknown key 'schedul' (did you mean 'schedule'?)"),
+        ({"schedule": "every monday"}, "expected an EventBridge schedule expression"),
+        ({"schedule": "cron(0 4 * * MON)"}, "expected an EventBridge schedule expression"),
+        ({"schedule": "rate(2 day)"}, "write 'rate(1 day)' but 'rate(2 days)'"),
+        ({"schedule": "rate(1 days)"}, "write 'rate(1 day)' but 'rate(2 days)'"),
+        ({"cooldown_hours": -1}, "cooldown_hours: expected a number of hours >= 0"),
+        ({"cooldown_hours": "1d"}, "cooldown_hours: expected a number of hours >= 0"),
+    ],
+)
+def test_a_bad_retraining_policy_is_an_error_naming_the_field(
+    retrain: dict[str, Any], message: str
+) -> None:
+    doc = churn_doc()
+    doc["retrain"] = retrain
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(doc, source="churn.yaml")
