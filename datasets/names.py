@@ -157,3 +157,61 @@ def native_library_file(system: str | None = None, cpu: str | None = None) -> st
     if system.startswith("linux"):
         system = "linux"
     return f"libhmac_sha256-{system}-{machine(cpu)}.so"
+
+
+# ---------------------------------------------------------------- monitoring
+#: CloudWatch namespace of the app's own metrics (Powertools' and the monitors')
+METRICS_NAMESPACE = "Sluice"
+#: the drift monitor's metrics: PSI per feature (dimensions Stage, Dataset, Feature), the
+#: largest of a window (Stage, Dataset; the drift alarm's), the window's record count, and the
+#: PSI of the model's score distribution
+FEATURE_DRIFT_METRIC = "FeatureDrift"
+DRIFT_MAX_METRIC = "DriftMax"
+DRIFT_SAMPLES_METRIC = "DriftSamples"
+PREDICTION_DRIFT_METRIC = "PredictionDrift"
+#: model quality: the spec's metric on labelled traffic (Stage, Dataset, Metric; the quality
+#: alarm's), and how many labelled records it rests on
+MODEL_QUALITY_METRIC = "ModelQuality"
+LABELLED_SAMPLES_METRIC = "LabelledSamples"
+#: feedback files: labels read, joined with a capture, unmatched, invalid (Stage, Dataset)
+FEEDBACK_METRICS = ("FeedbackLabels", "FeedbackMatched", "FeedbackUnmatched", "FeedbackInvalid")
+#: feedback made training data: ``s3://<raw>/<dataset>/_labelled/...``, ingested like any
+#: upload with origin ``feedback`` (such uploads start no run of their own)
+LABELLED_PREFIX = "_labelled"
+ORIGIN_UPLOAD = "upload"
+ORIGIN_FEEDBACK = "feedback"
+
+
+def origin(key: str) -> str:
+    """``feedback`` for the labelled records the feedback function writes back to the raw
+    bucket (``<dataset>/_labelled/...``), ``upload`` for everything else."""
+    parts = key.split("/", 2)
+    return ORIGIN_FEEDBACK if len(parts) >= 3 and parts[1] == LABELLED_PREFIX else ORIGIN_UPLOAD
+
+
+def feedback_prefix(dataset: str) -> str:
+    """Where ground-truth label files are uploaded (raw bucket): ``churn/_feedback/``."""
+    return f"{dataset}/{FEEDBACK_PREFIX}/"
+
+
+def joined_prefix(dataset: str) -> str:
+    """Labels joined with their captured predictions (artifacts bucket), one JSON line each."""
+    return f"{dataset}/feedback/joined/"
+
+
+def feedback_reports_prefix(dataset: str) -> str:
+    """One report per label file: counts, unmatched and invalid labels (artifacts bucket)."""
+    return f"{dataset}/feedback/reports/"
+
+
+def monitoring_reports_prefix(dataset: str) -> str:
+    """Drift and quality reports of each scheduled check (artifacts bucket)."""
+    return f"{dataset}/monitoring/"
+
+
+def drift_alarm_name(prefix: str, dataset: str) -> str:
+    return f"{prefix}-{dataset}-drift"
+
+
+def quality_alarm_name(prefix: str, dataset: str) -> str:
+    return f"{prefix}-{dataset}-model-quality"

@@ -180,6 +180,111 @@ class VpcConfig:
             raise ConfigError("-c vpc: give one route table per subnet, in order")
 
 
+#: CloudWatch alarm periods: 10 or 30 seconds (high resolution), or whole minutes
+def valid_period(seconds: int) -> bool:
+    return seconds in (10, 30) or (seconds >= 60 and seconds % 60 == 0)
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Alarms, drift and model-quality monitoring of a stage (``infra/monitoring.py``).
+
+    Defaults are documented in README ("Monitoring"); override any of them for a stage with
+    ``-c monitoring='{"drift_threshold": 0.3}'`` (a JSON object of these fields).
+    """
+
+    # ------------------------------------------------------------- drift and model quality
+    #: drift and model quality are computed this often (an EventBridge rule), in minutes
+    schedule_minutes: int = 60
+    #: drift compares the records captured in the last window with the serving model's
+    #: training baseline
+    drift_window_minutes: int = 60
+    #: a window with fewer captured records is skipped, and says so (PSI of a few is noise)
+    drift_min_samples: int = 200
+    #: at most this many records of a window are compared (a uniform sample of the rest)
+    drift_max_samples: int = 100_000
+    #: the drift alarm: the largest feature PSI of a window at or above this
+    #: (below 0.1 no real change, 0.1-0.25 moderate, above 0.25 significant)
+    drift_threshold: float = 0.25
+    #: model quality: the spec's metric on the serving model's labelled traffic of this many
+    #: days; fewer labelled records than ``quality_min_samples`` skip the computation
+    quality_window_days: int = 7
+    quality_min_samples: int = 100
+    #: feedback labels are joined with the predictions captured in this many days before
+    feedback_join_days: int = 14
+    #: label files, joined records and monitoring reports expire after this many days
+    feedback_expire_days: int = 30
+    #: period of the drift and quality alarms: shorter than the schedule, so that every
+    #: window that drifts alarms again (the spec's cool-down keeps runs apart), one datapoint
+    #: each; missing data is not breaching
+    model_alarm_period_seconds: int = 300
+    #: every spec's ``retrain.cooldown_hours``, replaced (minutes); for tests and demos
+    retrain_cooldown_minutes: int | None = None
+    # ------------------------------------------------------------- component alarms
+    #: period and evaluation periods of the alarms on functions, queues, state machines, API
+    alarm_period_seconds: int = 300
+    alarm_evaluation_periods: int = 1
+    #: a function's Errors, or Throttles, summed over a period at or above these
+    function_errors_threshold: int = 1
+    function_throttles_threshold: int = 1
+    #: messages visible in a dead-letter queue (Maximum over a period) at or above this
+    dead_letters_threshold: int = 1
+    #: executions of a state machine failed, timed out or aborted in a period
+    executions_failed_threshold: int = 1
+    #: the API's share of requests answered 5xx in a period (5XXError Average)
+    api_5xx_rate: float = 0.05
+    #: the API's p99 latency (whole request, ms) over a period
+    api_latency_p99_ms: int = 5000
+    #: a capture stream's share of records delivered to S3 below this (Minimum over a period)
+    capture_delivery_min: float = 0.99
+
+    @classmethod
+    def parse(cls, value: Any, base: MonitoringSettings | None = None) -> MonitoringSettings:
+        """``-c monitoring='{"drift_threshold": 0.3}'``: fields replaced on the stage's own."""
+        if isinstance(value, MonitoringSettings):
+            return value
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ConfigError("-c monitoring must be a JSON object of settings") from exc
+        if not isinstance(value, dict):
+            raise ConfigError(f"-c monitoring: expected an object, got {value!r}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(value) - set(known)
+        if unknown:
+            raise ConfigError(f"-c monitoring: unknown key(s) {', '.join(sorted(unknown))}")
+        settings = dataclasses.replace(base or cls(), **value)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        errors = []
+        for name in ("alarm_period_seconds", "model_alarm_period_seconds"):
+            if not valid_period(getattr(self, name)):
+                errors.append(f"{name} must be 10, 30 or a multiple of 60")
+        for name in (
+            "schedule_minutes", "drift_window_minutes", "drift_min_samples", "drift_max_samples",
+            "quality_window_days", "quality_min_samples", "feedback_join_days",
+            "feedback_expire_days", "alarm_evaluation_periods", "function_errors_threshold",
+            "function_throttles_threshold", "dead_letters_threshold",
+            "executions_failed_threshold", "api_latency_p99_ms",
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                errors.append(f"{name} must be a whole number >= 1")
+        if not 0 < self.drift_threshold:
+            errors.append("drift_threshold must be above 0")
+        if not 0 < self.api_5xx_rate <= 1 or not 0 < self.capture_delivery_min <= 1:
+            errors.append("api_5xx_rate and capture_delivery_min must be in (0, 1]")
+        if self.retrain_cooldown_minutes is not None and self.retrain_cooldown_minutes < 0:
+            errors.append("retrain_cooldown_minutes must be >= 0")
+        if self.drift_max_samples < self.drift_min_samples:
+            errors.append("drift_max_samples must be at least drift_min_samples")
+        if errors:
+            raise ConfigError("monitoring: " + "; ".join(errors))
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """Everything that differs between stages."""
@@ -272,6 +377,8 @@ class StageConfig:
     transform_instance_type: str = "ml.m5.xlarge"
     transform_max_payload_mb: int = 6
     transform_max_runtime_seconds: int = 6 * 3600
+    #: alarms, dashboard, drift and model quality (infra/monitoring.py)
+    monitoring: MonitoringSettings = MonitoringSettings()
     #: private networking (``-c vpc=create`` or an existing VPC); None: AWS's public endpoints
     vpc: VpcConfig | None = None
     #: subscribed to the notifications topic when set
@@ -356,6 +463,10 @@ STAGES: dict[str, StageConfig] = {
         capture_buffer_seconds=300,
         capture_buffer_mb=64,
         capture_expire_days=90,
+        # prod captures a tenth of the requests: a drift window needs more of them to count
+        monitoring=MonitoringSettings(
+            drift_min_samples=500, feedback_expire_days=90, alarm_evaluation_periods=2
+        ),
         default_endpoint=EndpointSettings(
             real_time=RealTimeEndpoint(
                 instance_type="ml.m5.large",
@@ -435,6 +546,7 @@ _OVERRIDES: dict[str, Callable[[Any], Any]] = {
     "capture_expire_days": int,
     "predict_reserved_concurrency": int,
     "vpc": VpcConfig.parse,
+    "monitoring": MonitoringSettings.parse,
 }
 
 
@@ -455,6 +567,9 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
         if value is None:
             continue
         try:
+            if key == "monitoring":  # fields replaced on the stage's own settings
+                changes[key] = MonitoringSettings.parse(value, STAGES[stage].monitoring)
+                continue
             changes[key] = kind(value)
         except ConfigError:
             raise
