@@ -1,0 +1,1 @@
+"""Retraining on alarms: drift and model-quality alarms start a run, at most one per cool-down."""
