@@ -59,7 +59,10 @@ def message(metric: str = "DriftMax", state: str = "ALARM", dataset: str = "chur
         "Trigger": {
             "MetricName": metric,
             "Namespace": "Sluice",
-            "Dimensions": [{"value": "test", "name": "Stage"}, {"value": dataset, "name": "Dataset"}],
+            "Dimensions": [
+                {"value": "test", "name": "Stage"},
+                {"value": dataset, "name": "Dataset"},
+            ],
         },
     }
 
