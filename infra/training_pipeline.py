@@ -455,9 +455,13 @@ class TrainingPipeline(Construct):
                     ],
                     resources=[endpoint, config, model],
                 ),
+                # the serving model's training key: a run with the same inputs is skipped
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeModelPackage"], resources=[package]
+                ),
                 iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[ledger]),
             ],
-            **sagemaker_findings(endpoint, config, model),
+            **sagemaker_findings(endpoint, config, model, package),
             **runs_reason,
             **({curated_finding: "Prepare reads the manifests of the dataset's uploads."}
                if curated_finding else {}),
@@ -688,8 +692,11 @@ class TrainingPipeline(Construct):
             self,
             "OnDatasetCurated",
             description="Every curated upload starts a training run of its dataset",
+            # uploads only: labelled feedback (origin "feedback") is trained on by the next run
             event_pattern=events.EventPattern(
-                source=[names.INGESTION_EVENT_SOURCE], detail_type=[names.DATASET_CURATED]
+                source=[names.INGESTION_EVENT_SOURCE],
+                detail_type=[names.DATASET_CURATED],
+                detail={"origin": [names.ORIGIN_UPLOAD]},
             ),
             targets=[
                 targets.SfnStateMachine(

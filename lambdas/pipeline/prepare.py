@@ -8,8 +8,11 @@ Returns the whole state the rest of the run reads (``run`` holds names, URIs and
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from datasets import names
 from datasets.spec import DatasetSpec, load_spec, spec_path
@@ -68,6 +71,64 @@ def sagemaker_hyperparameters(values: dict[str, Any], sourcedir: str) -> dict[st
     return encoded
 
 
+def training_key(inputs_sha256: str, spec_fingerprint: str, code: str, hps: dict[str, Any]) -> str:
+    """What makes a model: the input list, the spec, the job code and the hyperparameters.
+
+    Two runs with the same key train the same model (up to the seed), so a run whose key is the
+    serving model's ends at once as skipped instead of repeating its training.
+    """
+    blob = json.dumps(
+        {"inputs": inputs_sha256, "spec": spec_fingerprint, "code": code, "hyperparameters": hps},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def champion_key(sagemaker: Any, package_arn: str) -> str | None:
+    """The training key of the serving model's package (from its metadata; computed from the
+    lineage fields for packages registered before the key was), or None when unknown."""
+    if not package_arn:
+        return None
+    try:
+        described = sagemaker.describe_model_package(ModelPackageName=package_arn)
+    except ClientError:
+        return None
+    meta = described.get("CustomerMetadataProperties") or {}
+    if meta.get("training_key"):
+        return str(meta["training_key"])
+    try:
+        hps = json.loads(meta["hyperparameters"])
+        return training_key(
+            meta["inputs_sha256"], meta["spec_fingerprint"], meta["code_version"], hps
+        )
+    except (KeyError, ValueError):  # missing, or truncated to the metadata's 256 characters
+        return None
+
+
+#: why a run with the serving model's inputs is skipped, by what started it (most specific first)
+SKIP_REASONS = {
+    "drift": "drift detected, no new labelled data since the serving model — upload recent "
+    "labelled data or feedback",
+    "quality": "model quality below the threshold, no new labelled data since the serving "
+    "model — upload recent labelled data or feedback",
+    "schedule": "scheduled retraining: no new data since the serving model was trained — "
+    "upload recent labelled data or feedback",
+}
+SAME_INPUTS = (
+    "the same inputs as the serving model (data, spec, code, hyperparameters): training "
+    "again would only repeat it"
+)
+
+
+def skip_reason(run_triggers: list[dict[str, Any]]) -> str:
+    kinds = {str(t.get("type")) for t in run_triggers}
+    for kind, reason in SKIP_REASONS.items():
+        if kind in kinds:
+            return reason
+    return SAME_INPUTS
+
+
 def approval(settings: Settings, requested: Any) -> str:
     """The stage decides; a run may only ask for more care (manual), never less."""
     if requested not in (None, "auto", "manual"):
@@ -123,6 +184,11 @@ def prepare(
         )
 
     hps = hyperparameters(settings, spec, state.get("hyperparameters"))
+    key = training_key(inputs.sha256, spec.fingerprint, settings.code_version or "unknown", hps)
+    run_triggers = triggers(state.get("trigger"))
+    skip = None
+    if inputs.files and key == champion_key(sagemaker, champion["package_arn"]):
+        skip = {"reason": skip_reason(run_triggers), "champion": champion["version"]}
     train = settings.training
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": train.max_runtime_seconds}
     if train.spot:
@@ -148,6 +214,7 @@ def prepare(
             "metric": spec.metric.name,
         },
         "inputs": inputs.as_dict(),
+        "training_key": key,
         "champion": champion,
         "endpoint": endpoint,
         "names": {
@@ -176,14 +243,17 @@ def prepare(
             "backoff": list(settings.backoff_seconds),
         },
     }
+    if skip is not None:  # the state machine ends the run at once ("Nothing new")
+        run["skip"] = skip
     Ledger(settings.ledger_table, dynamodb).start(
         {
             "dataset": dataset,
             "run_id": run_id,
             "execution": event["execution"],
-            "triggers": triggers(state.get("trigger")),
+            "triggers": run_triggers,
             "started_at": event["started_at"],
             "inputs": inputs.as_dict(),
+            "training_key": key,
             "champion": {k: v for k, v in champion.items() if k != "model"},
             "hyperparameters": hps,
             "spec": run["spec"],

@@ -81,6 +81,12 @@ def message(settings: Settings, run: dict[str, Any]) -> tuple[str, str]:
     ]
     if run.get("verdict"):
         lines.append(f"Verdict: {run['verdict']} - {run.get('reason', '')}")
+    elif outcome == "skipped" and run.get("reason"):
+        lines.append(f"Why: {run['reason']}")
+    triggers = run.get("triggers") or []
+    if triggers:
+        kinds = ", ".join(str(t.get("type", "?")) for t in triggers)
+        lines.append(f"Started by: {kinds}")
     if metrics.get("name"):
         lines.append(
             f"{metrics['name']}: challenger {_fmt(metrics.get('challenger'))}, "

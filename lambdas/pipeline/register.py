@@ -121,6 +121,9 @@ def register(
                 "inputs_manifest": run["inputs"]["list"],
                 "inputs_sha256": run["inputs"]["sha256"],
                 "inputs_rows": str(run["inputs"]["rows"]),
+                # the run's input list, spec, code and hyperparameters in one hash: a later
+                # run with the same key ends at once as skipped (prepare.training_key)
+                "training_key": run.get("training_key", ""),
                 "code_version": lineage["code_version"],
                 "spec_version": str(run["spec"]["version"]),
                 "spec_fingerprint": run["spec"]["fingerprint"],

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from datasets import features
+from datasets import features, names
 from datasets.columns import (
     Problem,
     arrow_bools,
@@ -407,6 +407,8 @@ class _Run:
                 "bucket": source.bucket,
                 "key": source.key,
                 "version_id": source.version_id,
+                # "feedback": labelled captured records the feedback function wrote back
+                "origin": names.origin(source.key) if source.key else names.ORIGIN_UPLOAD,
                 "format": self.src.format,
                 "bytes": checksum.size,
                 "sha256": checksum.hexdigest,

@@ -135,6 +135,8 @@ class Ingestion:
         summary = {
             "status": "curated",
             "dataset": ref.dataset,
+            # the training pipeline starts a run for uploads only: feedback joins the next run
+            "origin": names.origin(ref.key),
             "source": ref.as_dict(),
             "curated_prefix": f"s3://{self.settings.curated_bucket}/{prefix}/",
             "manifest": f"s3://{self.settings.curated_bucket}/{manifest_key}",

@@ -190,3 +190,104 @@ def test_run_ids_and_names_fit_sagemaker() -> None:
     assert run.startswith("20261127T180102-")
     name = names.run_resource_name("sluice-prod", "x" * 40, run, "train-4")
     assert len(name) <= 63 and name.endswith(f"{run}-train-4")
+
+
+class _Registry:
+    """SageMaker as prepare sees it: an endpoint serving a package's model (fake)."""
+
+    def __init__(self, metadata: dict[str, str] | None) -> None:
+        self.metadata = metadata
+
+    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:
+        if self.metadata is None:
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Could not find endpoint"}},
+                "DescribeEndpoint",
+            )
+        return {"EndpointStatus": "InService", "EndpointConfigName": "cfg"}
+
+    def describe_endpoint_config(self, EndpointConfigName: str) -> dict[str, Any]:
+        return {"ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "m"}]}
+
+    def describe_model(self, ModelName: str) -> dict[str, Any]:
+        return {
+            "ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m",
+            "PrimaryContainer": {
+                "ModelDataUrl": "s3://artifacts/runs/churn/r0/model/model.tar.gz",
+                "Environment": {"SLUICE_MODEL_VERSION": "3"},
+            },
+        }
+
+    def list_tags(self, ResourceArn: str) -> dict[str, Any]:
+        return {"Tags": [{"Key": "sluice:model-package", "Value": "arn:pkg/3"}]}
+
+    def describe_model_package(self, ModelPackageName: str) -> dict[str, Any]:
+        return {"CustomerMetadataProperties": self.metadata}
+
+
+def _prepare(aws: Any, sagemaker: Any, trigger: dict[str, Any], **request: Any) -> dict[str, Any]:
+    aws["s3"].put_object(Bucket="artifacts", Key="runs/churn/r0/model/model.tar.gz", Body=b"m")
+    event = {
+        "input": {"dataset": "churn", "trigger": trigger, **request},
+        "execution": "arn:aws:states:us-east-1:123456789012:execution:sluice-dev-training:x",
+        "execution_name": "x",
+        "started_at": "2026-11-30T10:00:00Z",
+    }
+    return prepare.prepare(
+        event, SETTINGS, s3=aws["s3"], sagemaker=sagemaker, dynamodb=aws["dynamodb"]
+    )
+
+
+def test_a_run_with_the_serving_models_inputs_is_marked_to_skip_with_what_to_do(
+    aws: Any,
+) -> None:
+    # Given curated uploads and a serving model trained on exactly them
+    _upload(aws["s3"], "a.csv", 10)
+    first = _prepare(aws, _Registry(None), {"type": "manual"})["run"]
+    assert "skip" not in first  # no champion: nothing to compare with
+    champion = {"training_key": first["training_key"]}
+    # When drift starts a run with nothing new
+    run = _prepare(aws, _Registry(champion), {"type": "drift", "alarm": "a"})["run"]
+    # Then the run is to be skipped, saying why and what to do
+    assert run["skip"]["reason"] == (
+        "drift detected, no new labelled data since the serving model — upload recent "
+        "labelled data or feedback"
+    )
+    assert run["skip"]["champion"] == "3"
+    # and a quality or scheduled run says its own reason; a coalesced one its queued triggers'
+    quality = _prepare(aws, _Registry(champion), {"type": "quality"})["run"]
+    assert quality["skip"]["reason"].startswith("model quality below the threshold")
+    coalesced = {"type": "coalesced", "triggers": [json.dumps({"type": "schedule"})]}
+    assert _prepare(aws, _Registry(champion), coalesced)["run"]["skip"]["reason"].startswith(
+        "scheduled retraining"
+    )
+    # When new data arrived (feedback, an upload), or the hyperparameters differ, it trains
+    assert "skip" not in _prepare(aws, _Registry(champion), {"type": "drift"},
+                                  hyperparameters={"num_round": 3})["run"]  # fmt: skip
+    _upload(aws["s3"], "_labelled/feedback.csv", 4)
+    assert "skip" not in _prepare(aws, _Registry(champion), {"type": "drift"})["run"]
+
+
+def test_a_package_registered_before_the_key_is_compared_by_its_lineage(aws: Any) -> None:
+    _upload(aws["s3"], "a.csv", 10)
+    run = _prepare(aws, _Registry(None), {"type": "manual"})["run"]
+    lineage = {
+        "inputs_sha256": run["inputs"]["sha256"],
+        "spec_fingerprint": run["spec"]["fingerprint"],
+        "code_version": "unknown",
+        "hyperparameters": json.dumps({}),
+    }
+    assert "skip" in _prepare(aws, _Registry(lineage), {"type": "schedule"})["run"]
+    truncated = {**lineage, "hyperparameters": '{"num_round": 1…'}
+    assert "skip" not in _prepare(aws, _Registry(truncated), {"type": "schedule"})["run"]
+
+
+def test_a_skipped_run_is_announced_with_why_and_what_started_it() -> None:
+    reason = prepare.SKIP_REASONS["drift"]
+    run = {"dataset": "churn", "run_id": "r9", "outcome": "skipped", "reason": reason,
+           "triggers": [{"type": "drift", "alarm": "sluice-dev-churn-drift"}]}  # fmt: skip
+    subject, body = record.message(SETTINGS, run)
+    assert subject == "Sluice dev churn: skipped (run r9)"
+    assert f"Why: {reason}" in body and "Started by: drift" in body

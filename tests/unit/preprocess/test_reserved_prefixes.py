@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -50,3 +51,24 @@ def test_only_the_folder_right_below_the_dataset_is_reserved() -> None:
     assert names.reserved_prefix("churn/2026/_score/x.csv") is None
     assert names.reserved_prefix("churn/_scores/x.csv") is None
     assert names.reserved_prefix("_score/x.csv") is None
+
+
+def test_labelled_feedback_is_curated_like_any_upload_with_origin_feedback(world: World) -> None:
+    # Given labelled records the feedback function wrote back (and an ordinary upload)
+    labelled = "churn/_labelled/2026/11/30/week-1-abc.csv"
+    versions = [world.upload(labelled, csv_text(good_rows(20))),
+                world.upload("churn/upload.csv", csv_text(good_rows(20)))]  # fmt: skip
+    # When ingestion receives their events
+    for key, version in zip((labelled, "churn/upload.csv"), versions, strict=True):
+        assert handler(sqs_event((key, version)), Context(), app=world.app) == {
+            "batchItemFailures": []
+        }
+    # Then both are curated, and the manifest and the event say where each came from
+    origins = {e["detail"]["source"]["key"]: e["detail"]["origin"] for e in world.events()}
+    assert origins == {labelled: "feedback", "churn/upload.csv": "upload"}
+    manifest_key = next(k for k in keys(world.s3, "curated") if "_labelled" in k and
+                        k.endswith("manifest.json"))  # fmt: skip
+    manifest = json.loads(world.s3.get_object(Bucket="curated", Key=manifest_key)["Body"].read())
+    assert manifest["source"]["origin"] == "feedback"
+    assert names.origin("churn/_labelled/x.csv") == "feedback"
+    assert names.origin("churn/x/_labelled/x.csv") == "upload"
