@@ -229,6 +229,9 @@ class MonitoringSettings:
     function_throttles_threshold: int = 1
     #: messages visible in a dead-letter queue (Maximum over a period) at or above this
     dead_letters_threshold: int = 1
+    #: the oldest message of any other queue at least this old (seconds): its consumer is
+    #: stuck (ingestion: 3 receives of 90 minutes each fit below the default 6 hours)
+    queue_age_seconds: int = 6 * 3600
     #: executions of a state machine failed, timed out or aborted in a period
     executions_failed_threshold: int = 1
     #: the API's share of requests answered 5xx in a period (5XXError Average)
@@ -268,7 +271,7 @@ class MonitoringSettings:
             "quality_window_days", "quality_min_samples", "feedback_join_days",
             "feedback_expire_days", "alarm_evaluation_periods", "function_errors_threshold",
             "function_throttles_threshold", "dead_letters_threshold",
-            "executions_failed_threshold", "api_latency_p99_ms",
+            "executions_failed_threshold", "api_latency_p99_ms", "queue_age_seconds",
         ):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

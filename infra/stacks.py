@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from infra.backfill import Backfill
@@ -18,6 +19,7 @@ from infra.config import StageConfig
 from infra.data_lake import DataLake
 from infra.ingestion import Ingestion
 from infra.model_registry import ModelRegistry
+from infra.monitoring import Monitoring
 from infra.nag import acknowledge_framework_singletons
 from infra.network import Network
 from infra.notifications import Notifications
@@ -116,7 +118,30 @@ class StatelessStack(cdk.Stack):
             datasets=datasets,
             network=self.network,
         )
-        ingestion, serving = self.ingestion, self.serving
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            lake=lake,
+            datasets=datasets,
+            alerts=self.notifications.topic,
+            training=self.training.state_machine,
+            network=self.network,
+        )
+        ingestion, serving, monitoring = self.ingestion, self.serving, self.monitoring
+        api_name = serving.api.rest_api_name
+        # last: every component of the stack is alarmed on its failures, then shown
+        monitoring.watch(self, api_name=api_name, api_stage=config.stage)
+        monitoring.add_dashboard(
+            ingestion_function=ingestion.function.function.function_name,
+            ingestion_queue=ingestion.queue.queue_name,
+            ingestion_dead_letters=ingestion.dead_letters.queue_name,
+            training_machine=self.training.state_machine.state_machine_arn,
+            deploy_machine=self.training.deploy_machine.state_machine_arn,
+            api_name=api_name,
+            api_stage=config.stage,
+            alarms=[c for c in self.node.find_all() if isinstance(c, cloudwatch.Alarm)],
+        )
         for name, value in {
             "NotificationsTopicArn": self.notifications.topic.topic_arn,
             "PreprocessFunctionName": ingestion.function.function.function_name,
@@ -134,11 +159,17 @@ class StatelessStack(cdk.Stack):
             "CaptureStreams": cdk.Stack.of(self).to_json_string(serving.capture.names),
             "BatchScoringStateMachineArn": self.batch_scoring.state_machine.state_machine_arn,
             "ScoreFunctionName": self.batch_scoring.function.function.function_name,
+            "DashboardName": f"{config.prefix}-overview",
+            "DriftFunctionName": monitoring.drift.function.function_name,
+            "FeedbackFunctionName": monitoring.feedback.function.function_name,
+            "RetrainFunctionName": monitoring.retrain.function.function_name,
+            "RetrainTopicArn": monitoring.retrain_topic.topic_arn,
+            "RetrainCooldownTableName": monitoring.cooldowns.table_name,
+            "MonitoringDeadLetterQueueUrl": monitoring.dead_letters.queue_url,
         }.items():
             cdk.CfnOutput(self, name, value=value)
         if self.network is not None:
             cdk.CfnOutput(self, "VpcId", value=self.network.vpc.vpc_id)
-        # Further components are composed here as they land (see DESIGN.md).
 
 
 def build_stage(app: cdk.App, config: StageConfig) -> tuple[StatefulStack, StatelessStack]:
