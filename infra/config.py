@@ -276,7 +276,7 @@ class MonitoringSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 errors.append(f"{name} must be a whole number >= 1")
-        if not 0 < self.drift_threshold:
+        if self.drift_threshold <= 0:
             errors.append("drift_threshold must be above 0")
         if not 0 < self.api_5xx_rate <= 1 or not 0 < self.capture_delivery_min <= 1:
             errors.append("api_5xx_rate and capture_delivery_min must be in (0, 1]")

@@ -131,7 +131,7 @@ def overview(
                     label="oldest (s)",
                 ),
             ],
-        ),  # fmt: skip
+        ),
     )
 
     # ------------------------------------------------------------------ pipeline
@@ -162,7 +162,7 @@ def overview(
                     "AWS/States", "ExecutionTime", training, statistic="Maximum", label="longest"
                 ),
             ],
-        ),  # fmt: skip
+        ),
         _graph(
             "Deploy steps",
             [
@@ -176,7 +176,7 @@ def overview(
                     label="duration (ms)",
                 ),
             ],
-        ),  # fmt: skip
+        ),
     )
 
     # ------------------------------------------------------------------ API
@@ -208,7 +208,7 @@ def overview(
             left_annotations=[
                 cw.HorizontalAnnotation(value=s.api_latency_p99_ms, label="alarm (p99)")
             ],
-        ),  # fmt: skip
+        ),
     )
 
     # ------------------------------------------------------------------ datasets
@@ -242,7 +242,7 @@ def overview(
                     ),
                 ],
                 width=6,
-            ),  # fmt: skip
+            ),
             _graph(
                 f"{dataset}: drift per feature (PSI)",
                 [
@@ -278,7 +278,7 @@ def overview(
                 left_annotations=[
                     cw.HorizontalAnnotation(value=s.drift_threshold, label="drift alarm")
                 ],
-            ),  # fmt: skip
+            ),
             _graph(
                 f"{dataset}: model quality ({spec.metric.name}) on labelled traffic",
                 [
@@ -309,6 +309,6 @@ def overview(
                 left_annotations=[
                     cw.HorizontalAnnotation(value=spec.metric.threshold, label="spec threshold")
                 ],
-            ),  # fmt: skip
+            ),
         )
     return dashboard

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -592,7 +592,7 @@ class _Watcher:
             and cdk.Stack.of(c) is self.stack
         ]
 
-    def _key(self, namespace: str, metric: str, dimensions: dict[str, Any]) -> str:
+    def _key(self, namespace: str, metric: str, dimensions: Mapping[str, Any]) -> str:
         return json.dumps(
             [namespace, metric, self.stack.resolve(dimensions)], sort_keys=True, default=str
         )
@@ -636,17 +636,19 @@ class _Watcher:
         threshold: float,
         description: str,
         comparison: cloudwatch.ComparisonOperator = GREATER_OR_EQUAL,
+        label: str | None = None,
     ) -> None:
         key = self._key(metric.namespace, metric.metric_name, metric.dimensions or {})
         if key in self.watched:
             return
         self.watched.add(key)
-        label = component_label(resource, self.stack)
+        label = label or component_label(resource, self.stack)
+        name = label if label.endswith(suffix) else f"{label}-{suffix}"
         scope = resource.node.scope or self.stack
         alarm = cloudwatch.Alarm(
             scope,  # type: ignore[arg-type]
             f"{resource.node.id}{suffix.title().replace('-', '')}Alarm",
-            alarm_name=f"{self.prefix}-{label}-{suffix}",
+            alarm_name=f"{self.prefix}-{name}",
             alarm_description=f"Sluice {self.monitoring.config.stage}: {description}",
             metric=metric,
             threshold=threshold,
@@ -705,7 +707,7 @@ class _Watcher:
     def queues(self) -> None:
         s = self.settings
         for queue in self._resources("AWS::SQS::Queue"):
-            dims = {"QueueName": queue.get_att("QueueName")}
+            dims = {"QueueName": cdk.Token.as_string(queue.get_att("QueueName"))}
             label = component_label(queue, self.stack)
             arn = json.dumps(self.stack.resolve(queue.get_att("Arn")), sort_keys=True)
             if arn in self.dead_letter_arns:
@@ -801,6 +803,7 @@ class _Watcher:
                 period=self._period,
             ),
             threshold=s.api_5xx_rate,
+            label="api",
             description=(
                 f"more than {s.api_5xx_rate:.0%} of the prediction API's requests were "
                 f"answered 5xx in {self._minutes()}. The access log has each one's status and "
@@ -819,6 +822,7 @@ class _Watcher:
                 period=self._period,
             ),
             threshold=s.api_latency_p99_ms,
+            label="api",
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             description=(
                 f"the prediction API's p99 latency passed {s.api_latency_p99_ms} ms over "
@@ -852,4 +856,4 @@ class _Watcher:
             )
 
 
-__all__ = ["Monitoring", "ModelAlarms", "component_label"]
+__all__ = ["ModelAlarms", "Monitoring", "component_label"]
