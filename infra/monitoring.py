@@ -61,6 +61,10 @@ from infra.nag import acknowledge_findings
 from infra.network import Network
 
 NAMESPACE = names.METRICS_NAMESPACE
+#: the functions of monitoring, and the AWS services they call besides S3 and DynamoDB
+#: (interface endpoints in a VPC)
+FUNCTIONS = ("drift", "feedback", "retrain")
+SERVICES = ("sagemaker.api", "monitoring", "sns", "states")
 GREATER_OR_EQUAL = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 #: CloudWatch alarm names may hold these characters; the component label is made of them
 _LABEL = re.compile(r"[^a-z0-9-]+")
@@ -163,7 +167,7 @@ class Monitoring(Construct):
                 "checks every dataset in one invocation."
             ),
             network=network,
-            uses=("sagemaker.api", "monitoring"),
+            uses=("sagemaker.api", "monitoring"),  # (of SERVICES)
             with_specs=True,
             exclude=(*RUNTIME_PROVIDED, *PYARROW_UNUSED),
             environment={
@@ -856,4 +860,4 @@ class _Watcher:
             )
 
 
-__all__ = ["ModelAlarms", "Monitoring", "component_label"]
+__all__ = ["FUNCTIONS", "SERVICES", "ModelAlarms", "Monitoring", "component_label"]

@@ -41,9 +41,11 @@ SPEC_FILE = "spec.json"
 CODE_DIR = "code"
 #: what inference needs, copied into model/code/training/
 SERVING_MODULES = ("__init__.py", "schema.py", "artifacts.py", "inference.py")
-#: the shared dataset modules (spec, record checks, features): in model/code/datasets/ and the
-#: job's sourcedir
-DATASETS_MODULES = ("__init__.py", "spec.py", "columns.py", "features.py", "record.py")
+#: the shared dataset modules (spec, record checks, features, drift bins, metrics): in
+#: model/code/datasets/ and the job's sourcedir
+DATASETS_MODULES = (
+    "__init__.py", "spec.py", "columns.py", "features.py", "record.py", "drift.py", "metrics.py",
+)  # fmt: skip
 DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 
 

@@ -6,7 +6,8 @@ SageMaker wants the entry point at the root of the sourcedir, and the scripts im
     train.py  evaluate.py  inference.py   copies of training/<same name> (the entry points)
     requirements.txt                      training/requirements.txt (empty: nothing to install)
     training/*.py                         the package (minus the local runner and sample data)
-    datasets/{__init__,spec,columns,features,record}.py   the shared spec, checks and features
+    datasets/{__init__,spec,columns,features,record,drift,metrics}.py   the shared spec, checks,
+                                                    features, drift bins and metrics
 
 Training jobs use ``sagemaker_program=train.py``; processing jobs run ``evaluate.py`` from the
 code input (``/opt/ml/processing/input/code``); endpoints use ``SAGEMAKER_PROGRAM=inference.py``

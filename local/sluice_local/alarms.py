@@ -39,8 +39,22 @@ COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str]] = {
     "LessThanThreshold": (lambda v, t: v < t, "less than"),
     "LessThanOrEqualToThreshold": (lambda v, t: v <= t, "less than or equal to"),
 }
+#: endpoint metrics, published by this extension on every InvokeEndpoint
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+#: AWS's own namespaces start with this; every other namespace is an application's
+AWS_NAMESPACE_PREFIX = "AWS/"
 STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
 PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+
+
+def evaluated_here(namespace: str | None) -> bool:
+    """Whether the extension evaluates alarms on ``namespace`` (at the local time scale):
+    endpoint metrics (``AWS/SageMaker``, which the extension publishes) and custom namespaces
+    (metrics the app publishes itself with PutMetricData, such as Sluice's drift and model
+    quality). Alarms on the other ``AWS/*`` namespaces stay with LocalStack's scheduler."""
+    if not namespace:
+        return False
+    return namespace == SAGEMAKER_NAMESPACE or not namespace.startswith(AWS_NAMESPACE_PREFIX)
 
 
 class UnsupportedAlarm(ValueError):

@@ -19,6 +19,7 @@ template says (``CreateLogGroup`` with the key, then ``PutRetentionPolicy``).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar
 
 from localstack.services.cloudformation.resource_provider import (
@@ -217,4 +218,63 @@ class FlowLogProvider(ResourceProvider[Properties]):
     def update(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         model = request.desired_state  # only Tags change in place
         model["Id"] = request.previous_state.get("Id")
+        return ProgressEvent(status=OperationStatus.SUCCESS, resource_model=model)
+
+
+class DashboardProvider(ResourceProvider[Properties]):
+    """``AWS::CloudWatch::Dashboard`` through PutDashboard/DeleteDashboards (LocalStack serves
+    the API but has no resource provider, and would skip the type).
+
+    The physical id is the dashboard's name, as on AWS; without ``DashboardName`` one is made
+    from the stack and logical id. A body CloudWatch refuses fails the resource with its
+    message (``DashboardValidationMessages``), as CloudFormation does.
+    """
+
+    TYPE = "AWS::CloudWatch::Dashboard"
+    SCHEMA: ClassVar[dict[str, Any]] = {
+        "typeName": TYPE,
+        "primaryIdentifier": ["/properties/DashboardName"],
+        "createOnlyProperties": ["/properties/DashboardName"],
+        "required": ["DashboardBody"],
+    }
+
+    def _put(
+        self, request: ResourceRequest[Properties], model: Properties
+    ) -> ProgressEvent[Properties]:
+        cloudwatch = request.aws_client_factory.cloudwatch
+        response = cloudwatch.put_dashboard(
+            DashboardName=model["DashboardName"], DashboardBody=model["DashboardBody"]
+        )
+        problems = response.get("DashboardValidationMessages") or []
+        if problems:
+            return ProgressEvent(
+                status=OperationStatus.FAILED,
+                resource_model=model,
+                message="; ".join(f"{p.get('DataPath')}: {p.get('Message')}" for p in problems),
+            )
+        return ProgressEvent(status=OperationStatus.SUCCESS, resource_model=model)
+
+    def create(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
+        from localstack.services.cloudformation import provider_utils as util
+
+        model = request.desired_state
+        if not model.get("DashboardName"):
+            model["DashboardName"] = util.generate_default_name(
+                stack_name=request.stack_name, logical_resource_id=request.logical_resource_id
+            )
+        return self._put(request, model)
+
+    def update(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
+        model = request.desired_state  # a new name replaces the dashboard (create, delete)
+        model["DashboardName"] = model.get("DashboardName") or request.previous_state.get(
+            "DashboardName"
+        )
+        return self._put(request, model)
+
+    def delete(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
+        model = request.previous_state
+        cloudwatch = request.aws_client_factory.cloudwatch
+        # gone already: deleting is done
+        with contextlib.suppress(cloudwatch.exceptions.ResourceNotFound):
+            cloudwatch.delete_dashboards(DashboardNames=[model["DashboardName"]])
         return ProgressEvent(status=OperationStatus.SUCCESS, resource_model=model)

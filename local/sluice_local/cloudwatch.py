@@ -1,17 +1,21 @@
-"""Endpoint metrics into the local CloudWatch, and alarms on them evaluated at the local time scale.
+"""Endpoint metrics into the local CloudWatch, and alarms on them and on the app's own metrics
+evaluated at the local time scale.
 
 - ``record_invocation`` publishes what SageMaker publishes per ``InvokeEndpoint`` request
   (``metrics.endpoint_invocation``) with ``PutMetricData``, batched off the request path.
 - The same samples go straight into ``STORE`` (exact times, no batching delay), and so does any
-  other ``PutMetricData`` to ``AWS/SageMaker``. The per-``EndpointConfigName`` series AWS adds
+  other ``PutMetricData`` to ``AWS/SageMaker`` or to a custom namespace (one not starting with
+  ``AWS/``: metrics an application publishes itself, such as Sluice's ``DriftMax`` and
+  ``ModelQuality``). The per-``EndpointConfigName`` series AWS adds
   during deployments is kept there only: LocalStack matches dimension sets as supersets in
   GetMetricStatistics, so publishing it would double the numbers a query on (EndpointName,
   VariantName) returns.
-- Metric alarms in ``AWS/SageMaker`` are evaluated here, not by LocalStack's scheduler (which runs
-  Period x EvaluationPeriods seconds after creation on the wall clock and skips percentile
-  statistics): each complete period of ``Period / SLUICE_TIME_SCALE`` local seconds, as
-  ``alarms.evaluate`` decides, with ``SetAlarmState`` on a change, so history, actions (SNS)
-  and ``DescribeAlarms`` behave as LocalStack's own transitions do.
+- Metric alarms in ``AWS/SageMaker`` and in custom namespaces are evaluated here, not by
+  LocalStack's scheduler (which runs Period x EvaluationPeriods seconds after creation on the
+  wall clock and skips percentile statistics): each complete period of
+  ``Period / SLUICE_TIME_SCALE`` local seconds, as ``alarms.evaluate`` decides, with
+  ``SetAlarmState`` on a change, so history, actions (SNS) and ``DescribeAlarms`` behave as
+  LocalStack's own transitions do.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ ALARM_LIST_SECONDS = 1.0
 STORE = metrics.MetricStore()
 _PUBLISHERS: dict[tuple[str, str], metrics.Publisher] = {}
 _LOCK = threading.Lock()
-#: (account, region) pairs with alarms on AWS/SageMaker
+
+
+#: (account, region) pairs with alarms evaluated here
 _WATCHED: set[tuple[str, str]] = set()
 
 
@@ -103,7 +109,7 @@ def record_invocation(
 
 
 class _Evaluator:
-    """One daemon thread evaluating alarms on ``AWS/SageMaker`` for the watched accounts."""
+    """One daemon thread evaluating the alarms ``alarms.evaluated_here`` of watched accounts."""
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
@@ -143,7 +149,7 @@ class _Evaluator:
         listed = []
         for page in client.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
             listed.extend(
-                a for a in page.get("MetricAlarms", []) if a.get("Namespace") == NAMESPACE
+                a for a in page.get("MetricAlarms", []) if alarms.evaluated_here(a.get("Namespace"))
             )
         self._alarms[(account, region)] = (time.monotonic(), listed)
         return listed
@@ -179,7 +185,7 @@ class _Evaluator:
     ) -> None:
         since = now - period * (int(alarm["EvaluationPeriods"]) + 1)
         samples = STORE.samples(
-            account, region, NAMESPACE, alarm["MetricName"], alarm.get("Dimensions"), since
+            account, region, alarm["Namespace"], alarm["MetricName"], alarm.get("Dimensions"), since
         )
         result = alarms.evaluate(alarm, samples, now=now, scale=scale)
         current = self._current_state(account, region, alarm)
@@ -210,8 +216,9 @@ _EVALUATOR = _Evaluator()
 
 
 def install() -> None:
-    """``on_infra_start``: feed ``STORE`` from PutMetricData and take AWS/SageMaker alarms off
-    LocalStack's own scheduler (before the CloudWatch provider is created)."""
+    """``on_infra_start``: feed ``STORE`` from PutMetricData and take the alarms on AWS/SageMaker
+    and custom namespaces off LocalStack's own scheduler (before the CloudWatch provider is
+    created)."""
     from localstack.services.cloudwatch import alarm_scheduler, provider_v2
     from localstack.utils.aws import arns
 
@@ -225,15 +232,17 @@ def install() -> None:
     ) -> None:
         original_put(self, context, namespace, metric_data, *args, **kwargs)
         ours = (context.internal_request_params or {}).get("service_principal") == PUBLISHER
-        if namespace == NAMESPACE and metric_data and not ours:
+        if alarms.evaluated_here(namespace) and metric_data and not ours:
             STORE.add(context.account_id, context.region, namespace, metric_data)
+            if namespace != NAMESPACE:
+                _EVALUATOR.watch(context.account_id, context.region)
 
     scheduler_class = alarm_scheduler.AlarmScheduler
     original_schedule = scheduler_class.schedule_metric_alarm
 
     def schedule_metric_alarm(self: Any, alarm_arn: str) -> None:
         details = alarm_scheduler.get_metric_alarm_details_for_alarm_arn(alarm_arn)
-        if details and details.get("Namespace") == NAMESPACE:
+        if details and alarms.evaluated_here(details.get("Namespace")):
             self.delete_scheduler_for_alarm(alarm_arn)
             parsed = arns.parse_arn(alarm_arn)
             _EVALUATOR.watch(parsed["account"], parsed["region"])

@@ -83,6 +83,20 @@ class FlowLogProviderPlugin(CloudFormationResourceProviderPlugin):
         self.factory = FlowLogProvider
 
 
+class DashboardProviderPlugin(CloudFormationResourceProviderPlugin):
+    """``AWS::CloudWatch::Dashboard`` (LocalStack has the API, not the resource type)."""
+
+    name = "AWS::CloudWatch::Dashboard"
+
+    def __init__(self) -> None:
+        self.factory: type[ResourceProvider] | None = None
+
+    def load(self) -> None:
+        from sluice_local.cloudformation import DashboardProvider
+
+        self.factory = DashboardProvider
+
+
 @aws_provider(api="sagemaker")
 def sagemaker() -> Service:
     from sluice_local.sagemaker.provider import create_sagemaker_service

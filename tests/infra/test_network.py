@@ -13,6 +13,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
 
 from infra.config import ConfigError, VpcConfig, stage_config
+from infra.monitoring import FUNCTIONS as MONITORING_FUNCTIONS
+from infra.monitoring import SERVICES as MONITORING_SERVICES
 from infra.network import Network
 from infra.training_pipeline import PIPELINE_SERVICES
 from infra.training_pipeline import STEPS as PIPELINE_STEPS
@@ -22,8 +24,9 @@ from tests.infra.test_security import EXISTING_VPC
 #: what the functions call besides S3 and DynamoDB (gateway endpoints): ingestion (events, the
 #: SageMaker API, the PII secret), predictions (the SageMaker runtime and API, Firehose capture)
 INGESTION_SERVICES = ["events", "firehose", "sagemaker.api", "sagemaker.runtime", "secretsmanager"]
-#: and the training pipeline's (its functions notify and read execution history)
-ALL_SERVICES = sorted({*INGESTION_SERVICES, *PIPELINE_SERVICES})
+#: and the training pipeline's (its functions notify and read execution history), and
+#: monitoring's (metrics, the serving model's description, notifications, starting runs)
+ALL_SERVICES = sorted({*INGESTION_SERVICES, *PIPELINE_SERVICES, *MONITORING_SERVICES})
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +110,9 @@ def test_workloads_may_only_send_https_and_endpoints_only_admit_the_workloads(
     groups = created.find_resources("AWS::EC2::SecurityGroup")
     endpoint_gid = next(g for g, v in groups.items() if "interface endpoints" in str(v))
     workloads = {g: v for g, v in groups.items() if g != endpoint_gid}
-    # the preprocess, predict and score functions, ingestion jobs, the pipeline's functions
-    assert len(workloads) == 4 + len(PIPELINE_STEPS)
+    # the preprocess, predict and score functions, ingestion jobs, the pipeline's functions,
+    # monitoring's functions
+    assert len(workloads) == 4 + len(PIPELINE_STEPS) + len(MONITORING_FUNCTIONS)
     for gid, group in workloads.items():
         assert "SecurityGroupIngress" not in group["Properties"], gid
         (egress,) = group["Properties"]["SecurityGroupEgress"]
@@ -176,7 +180,8 @@ def test_workload_roles_may_create_interfaces_only_in_the_stages_subnets(
         for pid, p in created.find_resources("AWS::IAM::Policy").items()
         if "VpcAccess" in pid
     }
-    assert len(policies) == 4 + len(PIPELINE_STEPS)  # the functions' roles, the job's role
+    # the functions' roles, the job's role
+    assert len(policies) == 4 + len(PIPELINE_STEPS) + len(MONITORING_FUNCTIONS)
     for pid, statements in policies.items():
         (create,) = [s for s in statements if s["Action"] == "ec2:CreateNetworkInterface"]
         resources = json.dumps(create["Resource"])

@@ -17,9 +17,11 @@ pytestmark = pytest.mark.integration
 STAGE = "prod"
 APP_STACK = f"sluice-{STAGE}-app"
 #: the services the functions call (ingestion; predictions: SageMaker runtime, Firehose capture)
-#: what the functions call besides S3 and DynamoDB: ingestion, serving, the training pipeline
+#: what the functions call besides S3 and DynamoDB: ingestion, serving, the training pipeline,
+#: monitoring (CloudWatch metrics)
 INTERFACES = {
     "events", "firehose", "sagemaker.api", "sagemaker.runtime", "secretsmanager", "sns", "states",
+    "monitoring",
 }  # fmt: skip
 
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from sluice_local.alarms import ALARM, INSUFFICIENT_DATA, OK, UnsupportedAlarm, evaluate, percentile
+from sluice_local.alarms import (
+    ALARM,
+    INSUFFICIENT_DATA,
+    OK,
+    UnsupportedAlarm,
+    evaluate,
+    evaluated_here,
+    percentile,
+)
 from sluice_local.metrics import Sample
 
 #: local time scale of the tests: a 60 s period lasts 1 s
@@ -124,3 +132,57 @@ def test_metric_math_alarms_are_not_evaluated_locally():
         evaluate(
             {**alarm(), "MetricName": None, "Metrics": [{"Id": "m1"}]}, [], now=NOW, scale=SCALE
         )
+
+
+# ---------------------------------------------------------------- the app's own metrics
+
+
+@pytest.mark.parametrize(
+    ("namespace", "here"),
+    [("AWS/SageMaker", True), ("Sluice", True), ("MyApp/Custom", True),
+     ("AWS/Lambda", False), ("AWS/SQS", False), (None, False)],
+)  # fmt: skip
+def test_endpoint_and_custom_namespaces_are_evaluated_here_other_aws_ones_by_localstack(
+    namespace, here
+):
+    assert evaluated_here(namespace) is here
+
+
+def drift_alarm(**overrides) -> dict:
+    """Sluice's drift alarm: the largest feature PSI of a window, 5-minute period."""
+    return {
+        **alarm(
+            AlarmName="sluice-dev-churn-drift",
+            Namespace="Sluice",
+            MetricName="DriftMax",
+            Statistic="Maximum",
+            Period=300,
+            Threshold=0.25,
+        ),
+        **overrides,
+    }
+
+
+def test_a_drifted_window_alarms_in_its_period_at_the_local_time_scale():
+    # Given one DriftMax datapoint of 0.6 (a 300 s period lasts 5 s at scale 60)
+    samples = [Sample.of(NOW - 2.0, 0.6)]
+    # When the period that holds it completes
+    result = evaluate(drift_alarm(), samples, now=NOW, scale=SCALE)
+    # Then the alarm is in ALARM, with the datapoint in its reason
+    assert result.state == ALARM
+    assert "[0.6" in result.reason
+
+
+def test_the_next_window_without_drift_data_is_not_breaching():
+    # a skipped window publishes no DriftMax: a missing datapoint, treated as not breaching
+    samples = [Sample.of(NOW - 7.0, 0.6)]  # in the period before the last complete one
+    assert evaluate(drift_alarm(), samples, now=NOW, scale=SCALE).state == OK
+
+
+def test_quality_below_the_specs_threshold_alarms_above_it_does_not():
+    quality = drift_alarm(
+        MetricName="ModelQuality", Statistic="Minimum", Threshold=0.8,
+        ComparisonOperator="LessThanThreshold",
+    )  # fmt: skip
+    assert evaluate(quality, [Sample.of(NOW - 1.0, 0.55)], now=NOW, scale=SCALE).state == ALARM
+    assert evaluate(quality, [Sample.of(NOW - 1.0, 0.91)], now=NOW, scale=SCALE).state == OK
