@@ -26,6 +26,16 @@ HERE = Path(__file__).resolve().parent
 VENV_LOCAL = ROOT / ".venv-local"
 FIXTURE_STACK = "SluiceLocalFixture"
 DEPLOY_TIMEOUT_SECONDS = 300
+#: monitoring of the deployed app, sized for tests (test_monitoring_loop.py): drift and quality
+#: alarms of one-minute periods (a second at the local time scale), small windows and samples,
+#: a one-minute retraining cool-down
+MONITORING = {
+    "model_alarm_period_seconds": 60,
+    "drift_window_minutes": 10,
+    "drift_min_samples": 50,
+    "quality_min_samples": 20,
+    "retrain_cooldown_minutes": 1,
+}
 
 
 def cdklocal_env() -> dict[str, str]:
@@ -127,6 +137,7 @@ def app_outputs(
     outputs_file = outdir / "outputs.json"
     context = ["-c", "stage=dev", "-c", f"lambda_architecture={host_architecture()}"]
     context += ["-c", "pipeline_poll_seconds=1"]  # the pipeline's waits, in seconds, not 30
+    context += ["-c", f"monitoring={json.dumps(MONITORING)}"]
     deploy = ["deploy", "--all", *context, "--require-approval", "never"]
     _cdklocal(
         [*deploy, "--outputs-file", str(outputs_file)],
