@@ -99,3 +99,13 @@ def test_deployed_log_groups_are_encrypted_with_the_stage_key_and_expire(
         assert name.startswith("sluice-dev-"), "inside the key policy's scope"
         assert group.get("kmsKeyId") == key, group
         assert group.get("retentionInDays") == 30, group
+
+
+def test_the_dashboard_is_created_with_its_widgets(
+    app_outputs: dict[str, dict[str, str]], aws: Callable[[str], Any]
+) -> None:
+    # AWS::CloudWatch::Dashboard has no LocalStack provider: sluice_local's puts it
+    name = app_outputs["sluice-dev-app"]["DashboardName"]
+    body = json.loads(aws("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"])
+    titles = {w["properties"].get("title") for w in body["widgets"]}
+    assert {"Alarms", "Ingestion: rows", "churn: drift per feature (PSI)"} <= titles
