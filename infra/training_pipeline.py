@@ -15,8 +15,10 @@ Two state machines, both loaded from ``statemachines/`` with ARN/name substituti
 Also here: the SageMaker execution role (jobs and models), the functions of ``lambdas/pipeline``
 (one role each), the lock table, the job code (``sourcedir.tar.gz``, built without Docker) and a
 teardown custom resource that removes the endpoints, configs and models runs created when the
-stack is deleted. Where the jobs and models would join the stage's private network, see
-``_network``: the one place for that wiring.
+stack is deleted. With the stage's private network on, the train and evaluate jobs run in its
+subnets with a security group of their own (``_job_network``; the ASL picks the requests with
+``VpcConfig`` through ``infra.network.asl_network``), isolated and with inter-container
+encryption, and the state machine may start them nowhere else.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from infra.lambda_function import REPO_ROOT, RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import nag_resource
 from infra.log_groups import encrypted_log_group
 from infra.model_registry import ModelRegistry
-from infra.network import Network
+from infra.network import Network, Workload, asl_network
 from infra.sagemaker_images import XgboostImage
 
 STATEMACHINES = REPO_ROOT / "statemachines"
@@ -96,17 +98,6 @@ class SourcedirBundling:
             capture_output=True,
         )
         return True
-
-
-def _network(config: StageConfig) -> dict[str, Any]:
-    """The one place where jobs and models would join the stage's private network.
-
-    Jobs and models already run with network isolation and inter-container encryption (in the
-    ASL), and the pipeline's functions run in the stage's VPC (the factory). Not yet in it: the
-    jobs and models (``Network``'s ``Workload.sagemaker_vpc_config()`` into the functions'
-    environment here, and ``VpcConfig`` on the ASL's Train, Evaluate and Create model states).
-    """
-    return {}
 
 
 class TrainingPipeline(Construct):
@@ -164,6 +155,8 @@ class TrainingPipeline(Construct):
             description=f"Sluice {config.stage}: training/evaluation jobs and served models",
         )
         self._grant_job_role(stack)
+        #: where train and evaluate run: the stage's private subnets, or None
+        self.job_network = self._job_network()
         self.functions = {step: self._function(step, topic) for step in STEPS}
         self.deploy_machine = self._state_machine(
             "Deploy",
@@ -190,6 +183,7 @@ class TrainingPipeline(Construct):
                 "SourcedirUri": self.sourcedir.s3_object_url,
                 "KeyArn": lake.key.key_arn,
                 "DeployStateMachineArn": self.deploy_machine.state_machine_arn,
+                **asl_network(self.job_network, "Job"),
             },
         )
         self._grant_functions(stack, topic)
@@ -199,6 +193,33 @@ class TrainingPipeline(Construct):
         self._teardown()
 
     # ------------------------------------------------------------------ pieces
+    def _job_network(self) -> Workload | None:
+        """Train and evaluate in the stage's private subnets, with a security group of their
+        own: HTTPS out only, reaching S3 (channels, code, model, output) through the gateway
+        endpoint. Both jobs run isolated (their code calls no AWS API), on one instance (so no
+        traffic between instances; inter-container encryption is on for when there is). The
+        execution role may put the jobs' network interfaces there only."""
+        if self.network is None:
+            return None
+        return self.network.sagemaker_workload(
+            Construct(self, "Jobs"),
+            role=self.job_role,
+            description=f"Sluice {self.config.stage}: training pipeline jobs (train, evaluate)",
+        )
+
+    def _job_conditions(self) -> dict[str, object]:
+        """What the state machine's CreateTrainingJob/CreateProcessingJob must ask for: network
+        isolation and inter-container encryption always, and with a private network its
+        subnets and the jobs' security group (as the ASL's requests do)."""
+        if self.job_network is not None:
+            return self.job_network.sagemaker_create_conditions(isolated=True)
+        return {
+            "Bool": {
+                "sagemaker:NetworkIsolation": "true",
+                "sagemaker:InterContainerTrafficEncryption": "true",
+            }
+        }
+
     def _function(self, step: str, topic: sns.ITopic) -> PythonFunction:
         c = self.config
         env = {
@@ -225,7 +246,6 @@ class TrainingPipeline(Construct):
             "BACKOFF_SECONDS": ",".join(map(str, c.pipeline_backoff_seconds)),
             # the job code's content hash: recorded as each model's code version
             "SLUICE_CODE_VERSION": self.code_version,
-            **_network(c),
         }
         return PythonFunction(
             self,
@@ -583,11 +603,14 @@ class TrainingPipeline(Construct):
                     ],
                 ),
                 iam.PolicyStatement(
+                    actions=["sagemaker:CreateTrainingJob", "sagemaker:CreateProcessingJob"],
+                    resources=[training_jobs, processing_jobs],
+                    conditions=self._job_conditions(),
+                ),
+                iam.PolicyStatement(
                     actions=[
-                        "sagemaker:CreateTrainingJob",
                         "sagemaker:DescribeTrainingJob",
                         "sagemaker:StopTrainingJob",
-                        "sagemaker:CreateProcessingJob",
                         "sagemaker:DescribeProcessingJob",
                         "sagemaker:StopProcessingJob",
                         "sagemaker:AddTags",
