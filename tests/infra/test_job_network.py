@@ -109,7 +109,8 @@ def _after(state: dict[str, Any], known: dict[str, str]) -> dict[str, str]:
 def _walk(
     machine: str, states: dict[str, Any], start: str, tokens: dict[str, Any]
 ) -> Iterator[Request]:
-    todo, seen = [(start, {})], set()
+    todo: list[tuple[str, dict[str, str]]] = [(start, {})]
+    seen: set[tuple[str, str]] = set()
     while todo:
         name, known = todo.pop()
         key = (name, json.dumps(known, sort_keys=True))
