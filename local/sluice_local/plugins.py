@@ -201,3 +201,10 @@ def install_cfn_support_check() -> None:
 
     install_support_check()
     install_log_group_properties()
+
+
+@hooks.on_infra_start()
+def install_sfn_status_events() -> None:
+    from sluice_local.sfn_events import install
+
+    install()
