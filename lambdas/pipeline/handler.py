@@ -3,7 +3,7 @@
 - ``prepare``: run id, inputs, spec, champion, job settings; records the run (ledger);
 - ``register``: ``{"action": "summarize"}`` reads the verdict, ``"register"`` registers the model;
 - ``resolve``: what a deploy deploys, where, and whether it is a duplicate;
-- ``record``: ``{"action": "run_end" | "deploy_end"}``: ledger and notification;
+- ``record``: ``{"action": "run_end" | "run_stopped" | "deploy_end"}``: ledger and notification;
 - ``teardown``: the custom resource that removes what runs created when the stack is deleted.
 """
 
@@ -57,10 +57,12 @@ def _resolve(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> An
 
 
 def _record(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> Any:
-    from lambdas.pipeline.record import deploy_end, run_end
+    from lambdas.pipeline.record import deploy_end, run_end, run_stopped
 
     if event.get("action") == "deploy_end":
         return deploy_end(event, settings, dynamodb=c["dynamodb"], sns=c["sns"])
+    if event.get("action") == "run_stopped":
+        return run_stopped(event, settings, dynamodb=c["dynamodb"], sns=c["sns"], sfn=c["sfn"])
     return run_end(event, settings, dynamodb=c["dynamodb"], sns=c["sns"], sfn=c["sfn"])
 
 

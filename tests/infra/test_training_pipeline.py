@@ -13,7 +13,7 @@ from aws_cdk.assertions import Template
 from datasets import names
 from infra.config import ConfigError, stage_config
 from infra.model_registry import declared_datasets
-from infra.training_pipeline import DEPLOY_ASL, TRAINING_ASL
+from infra.training_pipeline import DEPLOY_ASL, RELEASE_ASL, TRAINING_ASL
 from tests.infra.conftest import make_app
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
@@ -52,7 +52,11 @@ def _rendered(asl: Any, machine: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("asl", "name"),
-    [(TRAINING_ASL, "sluice-dev-training"), (DEPLOY_ASL, "sluice-dev-deploy")],
+    [
+        (TRAINING_ASL, "sluice-dev-training"),
+        (DEPLOY_ASL, "sluice-dev-deploy"),
+        (RELEASE_ASL, "sluice-dev-release-lock"),
+    ],
 )
 def test_definition_is_the_asl_file_with_every_placeholder_substituted(
     dev: dict[str, Template], asl: Any, name: str
@@ -67,7 +71,7 @@ def test_definition_is_the_asl_file_with_every_placeholder_substituted(
 
 
 def test_substitutions_carry_only_arns_and_names(dev: dict[str, Template]) -> None:
-    for name in ("sluice-dev-training", "sluice-dev-deploy"):
+    for name in ("sluice-dev-training", "sluice-dev-deploy", "sluice-dev-release-lock"):
         for key, value in _machine(dev["sluice-dev-app"], name)["DefinitionSubstitutions"].items():
             text = json.dumps(value)
             if key.endswith("Arn"):
@@ -76,6 +80,8 @@ def test_substitutions_carry_only_arns_and_names(dev: dict[str, Template]) -> No
                 assert "Ref" in text
             elif key == "XgboostImageUri":
                 assert value["Fn::FindInMap"][1:] == [{"Ref": "AWS::Region"}, "uri"]
+            elif key.endswith(("SubnetIds", "SecurityGroupIds")):
+                assert value == ""  # ids of the private network; dev has none
             else:
                 assert key == "SourcedirUri" and "s3://cdk-" in text, (key, value)
             assert not isinstance(value, int | float | bool)
@@ -127,7 +133,23 @@ def test_sagemaker_api_errors_are_retried_only_when_throttled(asl: Any) -> None:
         assert throttled["And"][1]["NumericLessThan"] == 5  # bounded
         backoff = states[throttled["Next"]]
         assert "States.MathRandom" in backoff["Parameters"]["wait.$"]  # jitter
-        assert states[backoff["Next"]]["Next"] == name
+        assert name in _reachable(states, states[backoff["Next"]]["Next"])  # then call again
+
+
+def _reachable(states: dict[str, Any], start: str) -> set[str]:
+    """``start`` and the states it leads to through Pass and Choice states (no task between)."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        if state["Type"] == "Pass":
+            todo.append(state["Next"])
+        elif state["Type"] == "Choice":
+            todo += [c["Next"] for c in state["Choices"]] + [state["Default"]]
+    return seen
 
 
 def test_job_names_carry_the_attempt_so_a_retried_create_never_meets_its_own_job() -> None:
