@@ -5,8 +5,11 @@
    run, and the run goes through its states (each printed with its duration when it ends);
 3. invoke the churn endpoint with rows of the upload as they are, and print the predictions;
    then call the prediction API with the same rows (curl, API key) and score a file in bulk;
-4. end with the verdict, the metrics, the report (also copied to ``.demo/``) and the time from
-   upload to serving, and ``make local-up`` + ``make local-deploy`` as ``make`` measured them.
+4. the verdict, the metrics, the report (also copied to ``.demo/``) and the time from
+   upload to serving, and ``make local-up`` + ``make local-deploy`` as ``make`` measured them;
+5. end with the feedback loop: drifted records through the API, the drift check (PSI per
+   feature), the drift alarm, and the retraining run it starts (trigger ``drift``): skipped when
+   nothing is new since the serving model, as here, or trained when new data arrived.
 
 Needs ``make local-up`` and ``make local-deploy`` first. Dummy credentials, local endpoint only.
 """
@@ -19,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +220,7 @@ def main() -> int:
             + " + ".join(f"{v:.1f} s {k}" for k, v in spent.items())
             + " (target 60 s)"
         )
-    return 0
+    return drift_retraining(out, work)
 
 
 def call_api(out: dict[str, str], request: Path) -> int:
@@ -257,6 +261,98 @@ def score_file(out: dict[str, str], work: Path) -> int:
         time.sleep(2)
     print("no predictions after 10 minutes: see the batch-scoring state machine's executions")
     return 1
+
+
+def drift_retraining(out: dict[str, str], work: Path) -> int:
+    """Drifted traffic -> drift function -> drift alarm -> retrain function -> a run (trigger
+    drift), followed to its end."""
+    step("drift: 400 churn records shifted by 2 standard deviations, through the API")
+    drifted = work / "drifted.csv"
+    write_csv(DATASET, 400, drifted, seed=int(time.time()) % 10_000 + 1, drift=2.0)
+    with drifted.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    key = client("apigateway").get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
+    url = f"{ENDPOINT}/_aws/execute-api/{out['ApiId']}/dev/v1/{DATASET}/predictions"
+    for first in range(0, len(rows), 100):
+        request = urllib.request.Request(  # noqa: S310  (the local endpoint, http)
+            url, data=request_body(rows[first : first + 100]), method="POST",
+            headers={"x-api-key": key, "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+            assert answer.status == 200
+    start = time.monotonic()
+    print("captured by the predict function (Firehose, 15 s buffer in dev) ...")
+    lambda_, window = client("lambda"), None
+    while time.monotonic() - start < 120:
+        time.sleep(5)
+        answer = lambda_.invoke(
+            FunctionName=out["DriftFunctionName"],
+            Payload=json.dumps({"dataset": DATASET}).encode(),
+        )
+        (window,) = json.loads(answer["Payload"].read())["windows"]
+        if window["status"] == "computed":
+            break
+        print(f"{since(start)}  drift check: {window['reason']}")
+    if window is None or window["status"] != "computed":
+        print("the drift window never filled: see the drift function's log")
+        return 1
+    print(f"{since(start)}  drift check on {window['samples']} captured records (PSI, > 0.25 is "
+          "significant):")  # fmt: skip
+    for feature, psi in list(window["features"].items())[:6]:
+        print(f"           {feature:<22} {psi:7.3f}")
+    alarm = f"sluice-dev-{DATASET}-drift"
+    cloudwatch, sfn = client("cloudwatch"), client("stepfunctions")
+    ledger = out["RunLedgerTableName"]
+    before = {i["run_id"]["S"] for i in _runs(ledger)}
+    while time.monotonic() - start < 180:
+        state = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]
+        if state["StateValue"] == "ALARM" or any(
+            i["run_id"]["S"] not in before for i in _runs(ledger)
+        ):
+            break
+        time.sleep(1)
+    print(f"{since(start)}  alarm {alarm}: ALARM -> SNS -> retrain function")
+    run = None
+    while time.monotonic() - start < 180 and run is None:
+        run = next((i for i in _runs(ledger) if i["run_id"]["S"] not in before
+                    and '"drift"' in json.dumps(i.get("triggers"))), None)  # fmt: skip
+        time.sleep(1)
+    if run is None:
+        item = (
+            client("dynamodb")
+            .get_item(TableName=out["RetrainCooldownTableName"], Key={"dataset": {"S": DATASET}})
+            .get("Item")
+        )
+        why = (
+            f"the dataset is cooling down since a run an alarm started ({json.dumps(item)})"
+            if item
+            else "see the retrain function's log"
+        )
+        print(f"no retraining run: {why}")
+        return 0 if item else 1
+    execution = run["execution"]["S"]
+    print(f"{since(start)}  run {run['run_id']['S']} started, trigger drift")
+    while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
+        time.sleep(1)
+    ended = client("dynamodb").get_item(
+        TableName=ledger, Key={"dataset": {"S": DATASET}, "run_id": run["run_id"]}
+    )["Item"]
+    outcome = ended.get("outcome", {}).get("S", "?")
+    reason = ended.get("reason", {}).get("S", "")
+    print(f"{since(start)}  run ended: {outcome}" + (f" - {reason}" if reason else ""))
+    return 0 if outcome != "failed" else 1
+
+
+def _runs(ledger: str) -> list[dict[str, Any]]:
+    return list(
+        client("dynamodb").query(
+            TableName=ledger,
+            KeyConditionExpression="dataset = :d",
+            ExpressionAttributeValues={":d": {"S": DATASET}},
+            ScanIndexForward=False,
+            Limit=20,
+        )["Items"]
+    )
 
 
 if __name__ == "__main__":
