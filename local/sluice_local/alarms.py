@@ -41,6 +41,9 @@ COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str]] = {
 }
 #: endpoint metrics, published by this extension on every InvokeEndpoint
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+#: CloudWatch evaluates a metric alarm every minute (AWS time), or every period when shorter
+#: (high-resolution alarms): data that arrives late for a period is seen at the next evaluation
+EVALUATION_INTERVAL_SECONDS = 60.0
 #: AWS's own namespaces start with this; every other namespace is an application's
 AWS_NAMESPACE_PREFIX = "AWS/"
 STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
@@ -81,6 +84,12 @@ class Evaluation:
 
 def local_period(alarm: Mapping[str, Any], scale: float) -> float:
     return float(alarm["Period"]) / scale
+
+
+def local_interval(alarm: Mapping[str, Any], scale: float) -> float:
+    """How often (local seconds) an alarm is evaluated: every minute of AWS time, or every
+    period when the period is shorter."""
+    return min(float(alarm["Period"]), EVALUATION_INTERVAL_SECONDS) / scale
 
 
 def check_supported(alarm: Mapping[str, Any]) -> None:

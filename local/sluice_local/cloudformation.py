@@ -93,6 +93,27 @@ def install_log_group_properties() -> None:
     LogsLogGroupProvider.create = create  # type: ignore[method-assign]
 
 
+def install_alarm_update() -> None:
+    """``AWS::CloudWatch::Alarm`` updates: LocalStack's provider raises NotImplementedError and
+    the stack update still completes, leaving the alarm as it was (a changed period or
+    threshold silently not applied). An update is a PutMetricAlarm of the whole new
+    configuration under the same name, as CloudFormation does (a new name replaces it)."""
+    from localstack.services.cloudwatch.resource_providers.aws_cloudwatch_alarm import (
+        CloudWatchAlarmProvider,
+    )
+
+    if getattr(CloudWatchAlarmProvider.update, "_sluice", False):
+        return
+
+    def update(self: Any, request: ResourceRequest[Any]) -> ProgressEvent[Any]:
+        model = request.desired_state
+        model["AlarmName"] = model.get("AlarmName") or request.previous_state.get("AlarmName")
+        return self.create(request)  # PutMetricAlarm overwrites the alarm's configuration
+
+    update._sluice = True  # type: ignore[attr-defined]
+    CloudWatchAlarmProvider.update = update  # type: ignore[method-assign]
+
+
 def _tags(model: Properties, resource_type: str) -> list[dict[str, Any]]:
     tags = model.get("Tags") or []
     return [{"ResourceType": resource_type, "Tags": tags}] if tags else []

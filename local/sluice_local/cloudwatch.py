@@ -12,7 +12,8 @@ evaluated at the local time scale.
   VariantName) returns.
 - Metric alarms in ``AWS/SageMaker`` and in custom namespaces are evaluated here, not by
   LocalStack's scheduler (which runs Period x EvaluationPeriods seconds after creation on the
-  wall clock and skips percentile statistics): each complete period of
+  wall clock and skips percentile statistics): every minute of AWS time (or every period, when
+  shorter) divided by ``SLUICE_TIME_SCALE``, over the complete periods of
   ``Period / SLUICE_TIME_SCALE`` local seconds, as ``alarms.evaluate`` decides, with
   ``SetAlarmState`` on a change, so history, actions (SNS) and ``DescribeAlarms`` behave as
   LocalStack's own transitions do.
@@ -165,9 +166,10 @@ class _Evaluator:
                 LOG.debug("alarm %s not evaluated locally: %s", alarm["AlarmName"], exc)
                 continue
             period = alarms.local_period(alarm, scale)
-            tick = min(tick, period / 4)
+            every = alarms.local_interval(alarm, scale)
+            tick = min(tick, every / 4)
             now = time.time() - GRACE_SECONDS
-            boundary = (now // period) * period
+            boundary = (now // every) * every
             if self._evaluated.get(alarm["AlarmArn"]) == boundary:
                 continue
             self._evaluated[alarm["AlarmArn"]] = boundary

@@ -211,10 +211,15 @@ def install_settings_route() -> None:
 
 @hooks.on_infra_start()
 def install_cfn_support_check() -> None:
-    from sluice_local.cloudformation import install_log_group_properties, install_support_check
+    from sluice_local.cloudformation import (
+        install_alarm_update,
+        install_log_group_properties,
+        install_support_check,
+    )
 
     install_support_check()
     install_log_group_properties()
+    install_alarm_update()
 
 
 @hooks.on_infra_start()

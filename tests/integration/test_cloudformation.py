@@ -223,3 +223,38 @@ def test_an_association_with_a_web_acl_that_does_not_exist_fails_the_stack(
         assert "WAFNonexistentItemException" in (stack.get("StackStatusReason") or "") + reasons
     finally:
         aws("cloudformation").delete_stack(StackName=name)
+
+
+def test_an_alarm_changed_by_a_stack_update_takes_the_new_configuration(
+    local_cloud: LocalCloud, aws: Callable[[str], Any]
+) -> None:
+    # Given a stack with an alarm (LocalStack's provider cannot update one: sluice_local's can)
+    name = f"sluice-alarm-{uuid.uuid4().hex[:8]}"
+
+    def template(threshold: float, period: int) -> str:
+        alarm = {
+            "AlarmName": name,
+            "Namespace": "Sluice",
+            "MetricName": "DriftMax",
+            "Statistic": "Maximum",
+            "Period": period,
+            "EvaluationPeriods": 1,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        }
+        return json.dumps(
+            {"Resources": {"Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": alarm}}}
+        )
+
+    cloudformation, cloudwatch = aws("cloudformation"), aws("cloudwatch")
+    cloudformation.create_stack(StackName=name, TemplateBody=template(0.25, 300))
+    try:
+        assert _settled(aws, name)["StackStatus"] == "CREATE_COMPLETE"
+        # When an update changes its threshold and period
+        cloudformation.update_stack(StackName=name, TemplateBody=template(0.4, 60))
+        assert _settled(aws, name)["StackStatus"] == "UPDATE_COMPLETE"
+        # Then the alarm has them
+        (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        assert (alarm["Threshold"], alarm["Period"]) == (0.4, 60)
+    finally:
+        cloudformation.delete_stack(StackName=name)

@@ -10,7 +10,7 @@ records curated as data of origin ``feedback`` → model quality published, belo
 threshold → the quality alarm starts a run, trigger ``quality``, that trains on the new data.
 
 The app is deployed with the test monitoring settings of ``conftest.MONITORING`` (one-minute
-alarm periods, one-minute cool-down, small minimum samples).
+cool-down, small windows and minimum samples).
 """
 
 from __future__ import annotations
@@ -191,6 +191,16 @@ def test_a_second_drift_alarm_within_the_cool_down_starts_no_run(story: Story) -
     aws = story.pipeline.aws
     assert story.drift_execution, "needs the drift run of the test before"
     alarm = names.drift_alarm_name(PREFIX, DATASET)
+    # (the alarm is back to OK once a period passed without drift data)
+    cloudwatch = aws("cloudwatch")
+    wait_for(
+        lambda: (
+            cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]["StateValue"] == "OK"
+        ),
+        timeout=30,
+        interval=1,
+        what="the drift alarm back to OK",
+    )
     raised = _alarms_raised(aws, alarm)
     # When the next window drifts too (within the one-minute cool-down)
     assert _drift(story)["status"] == "computed"
@@ -329,3 +339,33 @@ def test_quality_below_the_threshold_alarms_and_retrains_on_the_labelled_data(
     bucket, key = run["inputs"]["list"].removeprefix("s3://").split("/", 1)
     listing = aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
     assert f"/{names.LABELLED_PREFIX}/" in listing
+
+
+def test_a_specs_schedule_starts_a_run_recorded_with_trigger_schedule(story: Story) -> None:
+    # Given the deployed rule of churn's retrain.schedule (weekly: it does not fire in a test)
+    aws, outputs = story.pipeline.aws, story.pipeline.outputs
+    events = aws("events")
+    rules = [
+        r
+        for r in events.list_rules()["Rules"]
+        if str(r.get("ScheduleExpression", "")).startswith("cron(")
+        and f"retraining of {DATASET}" in r.get("Description", "")
+    ]
+    (rule,) = rules
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"] == outputs["TrainingStateMachineArn"]
+    # When it fires: EventBridge starts the training machine with the target's input
+    execution = aws("stepfunctions").start_execution(
+        stateMachineArn=target["Arn"], input=target["Input"]
+    )["executionArn"]
+    described = story.pipeline.wait(execution, timeout=300)
+    # Then the run records the schedule as its trigger; with nothing new since the serving
+    # model it ends at once as skipped, saying so
+    run = story.pipeline.run_of(execution)
+    assert described["status"] == "SUCCEEDED", run
+    (trigger,) = run["triggers"]
+    assert trigger["type"] == "schedule" and trigger["schedule"] == rule["ScheduleExpression"]
+    if run["outcome"] == "skipped":
+        assert run["reason"].startswith("scheduled retraining: no new data"), run
+    else:  # the quality run before was rejected: the serving model is an older one
+        assert run["outcome"] in ("deployed", "rejected"), run

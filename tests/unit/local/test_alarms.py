@@ -10,6 +10,7 @@ from sluice_local.alarms import (
     UnsupportedAlarm,
     evaluate,
     evaluated_here,
+    local_interval,
     percentile,
 )
 from sluice_local.metrics import Sample
@@ -186,3 +187,16 @@ def test_quality_below_the_specs_threshold_alarms_above_it_does_not():
     )  # fmt: skip
     assert evaluate(quality, [Sample.of(NOW - 1.0, 0.55)], now=NOW, scale=SCALE).state == ALARM
     assert evaluate(quality, [Sample.of(NOW - 1.0, 0.91)], now=NOW, scale=SCALE).state == OK
+
+
+@pytest.mark.parametrize(("period", "every"), [(10, 10 / SCALE), (60, 1.0), (300, 1.0)])
+def test_alarms_are_evaluated_every_minute_or_every_shorter_period(period, every):
+    # a 5-minute period is evaluated every minute (AWS time), so data late for it is still seen
+    assert local_interval(alarm(Period=period), SCALE) == every
+
+
+def test_a_datapoint_late_for_its_period_is_seen_by_the_next_evaluation():
+    # Given a DriftMax datapoint stamped 3 s (local) before the end of its 5 s period
+    samples = [Sample.of(NOW - 3.0, 0.6)]
+    # When the evaluation one local minute later still has that period as its last complete one
+    assert evaluate(drift_alarm(), samples, now=NOW + 1.0, scale=SCALE).state == ALARM
