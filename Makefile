@@ -85,6 +85,12 @@ runs: ## print the recent training runs from the run ledger ([DATASET=churn] [LO
 	@$(PIPELINE_ENV) $(PY) -m lambdas.pipeline --stage $(STAGE) runs \
 		$(if $(DATASET),--dataset $(DATASET),)
 
+.PHONY: deploy-model
+deploy-model: ## deploy an approved model version again through the safe rollout (DATASET=churn VERSION=3 [LOCAL=1])
+	@test -n "$(DATASET)" -a -n "$(VERSION)" || \
+		{ echo "usage: make deploy-model DATASET=<name> VERSION=<model package version>" >&2; exit 2; }
+	$(PIPELINE_ENV) $(PY) -m lambdas.pipeline --stage $(STAGE) deploy $(DATASET) $(VERSION)
+
 .PHONY: destroy
 destroy: ## destroy a stage's stacks (prod buckets and key are retained)
 	$(CDK) destroy --all -c stage=$(STAGE)
