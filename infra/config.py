@@ -318,8 +318,9 @@ class StageConfig:
 
 
 STAGES: dict[str, StageConfig] = {
-    # dev: the smallest fleet that still rolls out through a canary (1 of 2 instances);
-    # waits as short as the alarms allow (one 60 s period + 60 s metric delay)
+    # dev: the smallest fleet that still rolls out through a canary (1 of 2 instances); a
+    # 5-minute canary (the alarms need one 60 s period + 60 s metric delay, so the canary
+    # watches for more than twice that) and a baking as short as the alarms allow
     "dev": StageConfig(
         stage="dev",
         retain_data=False,
@@ -333,7 +334,7 @@ STAGES: dict[str, StageConfig] = {
                 target_invocations_per_instance=300,
             ),
             rollout=RolloutTiming(
-                canary_wait_seconds=120, baking_seconds=120, max_execution_seconds=1800
+                canary_wait_seconds=300, baking_seconds=120, max_execution_seconds=1800
             ),
             alarms=EndpointAlarms(errors_5xx_threshold=1, latency_p99_ms=1000),
         ),
