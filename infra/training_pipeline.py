@@ -634,25 +634,19 @@ class TrainingPipeline(Construct):
         tracking = self._arn(
             "cloudwatch", "alarm", f"TargetTracking-endpoint/{prefix}-*", colon=True
         )
-        scaling = ["application-autoscaling:DescribeScalableTargets",
-                   "application-autoscaling:DeregisterScalableTarget"]  # fmt: skip
+        targets = self._arn("application-autoscaling", "scalable-target", "*")
+        writes = ["application-autoscaling:DeregisterScalableTarget"]
+        reads = ["application-autoscaling:DescribeScalableTargets", "cloudwatch:DescribeAlarms"]
+        if not teardown_only:
+            writes += [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+            ]
+            reads += ["application-autoscaling:DescribeScalingPolicies"]
         statements = [
-            iam.PolicyStatement(
-                actions=[
-                    *scaling,
-                    *(
-                        []
-                        if teardown_only
-                        else [
-                            "application-autoscaling:RegisterScalableTarget",
-                            "application-autoscaling:PutScalingPolicy",
-                            "application-autoscaling:DescribeScalingPolicies",
-                        ]
-                    ),
-                    "cloudwatch:DescribeAlarms",
-                ],
-                resources=["*"],
-            ),
+            # scalable-target ARNs end in an id Application Auto Scaling generates
+            iam.PolicyStatement(actions=writes, resources=[targets]),
+            iam.PolicyStatement(actions=reads, resources=["*"]),
             iam.PolicyStatement(
                 actions=[
                     "sagemaker:DescribeEndpoint",
@@ -686,9 +680,12 @@ class TrainingPipeline(Construct):
             role,
             statements,
             **{
-                "AwsSolutions-IAM5[Resource::*]": "Application Auto Scaling's actions and "
-                "cloudwatch:DescribeAlarms support no resource-level permissions for these "
-                "calls; the function only ever names the stage's endpoints "
+                "AwsSolutions-IAM5[Resource::*]": "The Describe actions (scalable targets, "
+                "scaling policies, alarms) support no resource-level permissions and are "
+                "read-only.",
+                f"AwsSolutions-IAM5[Resource::{nag_resource(targets)}]": "Scalable targets are "
+                "named by an id Application Auto Scaling generates at registration; the "
+                "function only ever names the stage's endpoint variants "
                 "(endpoint/<prefix>-<dataset>/variant/AllTraffic).",
                 f"AwsSolutions-IAM5[Resource::{nag_resource(endpoint)}]": "The stage's dataset "
                 "endpoints, named per stage and dataset.",
