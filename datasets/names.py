@@ -9,7 +9,9 @@ import the other (DESIGN.md), so what both need lives here: plain functions of t
 from __future__ import annotations
 
 import hashlib
+import platform
 import re
+import sys
 
 #: EventBridge ``source`` of ingestion's events, and their detail types
 INGESTION_EVENT_SOURCE = "sluice.ingestion"
@@ -139,3 +141,19 @@ def endpoint_rollback_alarm_names(prefix: str, dataset: str) -> tuple[str, ...]:
 def endpoint_scaling_resource_id(prefix: str, dataset: str) -> str:
     """Application Auto Scaling's ResourceId of the endpoint's one variant."""
     return f"endpoint/{endpoint_name(prefix, dataset)}/variant/{VARIANT_NAME}"
+
+
+def machine(name: str | None = None) -> str:
+    """A CPU name as Linux spells it (``aarch64``, ``x86_64``); None: this machine's."""
+    name = (name or platform.machine()).lower()
+    return {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}.get(name, name)
+
+
+def native_library_file(system: str | None = None, cpu: str | None = None) -> str:
+    """The file name of ingestion's native HMAC library for an OS (``linux``, ``darwin``) and
+    CPU, one file per pair, in ``lambdas/preprocess/native/``: the bundling builds it there
+    and the masker loads it from there."""
+    system = (system or sys.platform).lower()
+    if system.startswith("linux"):
+        system = "linux"
+    return f"libhmac_sha256-{system}-{machine(cpu)}.so"

@@ -12,7 +12,11 @@ EventBridge (the raw bucket's Object Created events, keys under a declared datas
    predictions.csv`` and ``manifest.json``, or ``error.json`` (and the run fails).
 
 The transform job runs with the Model's execution role (the pipeline's), which reads
-``<dataset>/scoring/*/input/`` and writes ``.../output/`` in the artifacts bucket.
+``<dataset>/scoring/*/input/`` and writes ``.../output/`` in the artifacts bucket, and in the
+Model's network: CreateTransformJob takes no ``VpcConfig``, the Model's applies (the deploy steps
+create models in the stage's private subnets when it has them). With a private network the
+prepare step refuses a serving model outside its subnets (``PRIVATE_SUBNET_IDS``), so a job never
+runs outside them.
 """
 
 from __future__ import annotations
@@ -90,6 +94,13 @@ class BatchScoring(Construct):
                 "TRANSFORM_MAX_PAYLOAD_MB": str(config.transform_max_payload_mb),
                 "TRANSFORM_MAX_RUNTIME_SECONDS": str(config.transform_max_runtime_seconds),
                 "OPENBLAS_NUM_THREADS": "1",
+                # a transform job runs where its model does (CreateTransformJob has no network
+                # of its own): with a private network, only a model in these subnets is used
+                **(
+                    {"PRIVATE_SUBNET_IDS": cdk.Fn.join(",", network.subnet_ids)}
+                    if network is not None
+                    else {}
+                ),
             },
         )
         self._grant_function(config, lake, datasets, stack)

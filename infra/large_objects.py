@@ -150,14 +150,7 @@ class LargeObjectProcessing(Construct):
         and with inter-container traffic encryption."""
         if self.network is None:
             return None
-        return {
-            "ForAllValues:StringEquals": {
-                "sagemaker:VpcSubnets": self.network.subnet_ids,
-                "sagemaker:VpcSecurityGroupIds": [self.network.security_group.security_group_id],
-            },
-            "Null": {"sagemaker:VpcSubnets": "false"},
-            "Bool": {"sagemaker:InterContainerTrafficEncryption": "true"},
-        }
+        return self.network.sagemaker_create_conditions()
 
     def _grant(self, lake: DataLake, stack: cdk.Stack) -> None:
         region = cdk.Aws.REGION

@@ -14,10 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lambdas.preprocess.native_hmac import library_path, machine
+from datasets.names import machine, native_library_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SOURCE = REPO_ROOT / "lambdas" / "preprocess" / "native" / "hmac_sha256.c"
+#: the library's source and where the masker (``lambdas/preprocess/native_hmac.py``) loads it from
+NATIVE_DIR = REPO_ROOT / "lambdas" / "preprocess" / "native"
+SOURCE = NATIVE_DIR / "hmac_sha256.c"
 #: machine (``uname -m``) -> Zig target
 LINUX_TARGETS = {"aarch64": "aarch64-linux-gnu.2.17", "x86_64": "x86_64-linux-gnu.2.17"}
 FLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-s", "-Wall", "-Wextra", "-Werror")
@@ -47,6 +49,10 @@ def build(output: Path, *, target: str | None = None) -> Path:
     if result.returncode != 0:
         raise NativeBuildError(f"{' '.join(cmd)} failed:\n{result.stderr.strip()}")
     return output
+
+
+def library_path(system: str | None = None, cpu: str | None = None) -> Path:
+    return NATIVE_DIR / native_library_file(system, cpu)
 
 
 def build_for_lambda(bundle: Path, cpu: str) -> Path:

@@ -13,7 +13,10 @@ the internet and reaches AWS through VPC endpoints only:
   HTTPS from the workloads' groups only.
 
 Components adopt it through the function factory (``PythonFunction(network=..., uses=...)``)
-and, for SageMaker jobs and models, ``Network.workload`` plus ``Workload.sagemaker_vpc_config``.
+and, for SageMaker jobs and models, ``Network.sagemaker_workload`` (security group and the
+execution role's interface permissions) plus ``Workload.sagemaker_job_network`` /
+``sagemaker_model_network`` for requests built in code, ``asl_network`` for requests in a state
+machine's ASL, and ``Workload.sagemaker_create_conditions`` for the role that starts them.
 """
 
 from __future__ import annotations
@@ -88,6 +91,54 @@ class Workload:
         """Top-level keys of ``CreateModel``: its endpoints' containers run in the VPC, isolated
         (a model server needs no outbound network: SageMaker loads the model for it)."""
         return {"EnableNetworkIsolation": True, "VpcConfig": self.sagemaker_vpc_config()}
+
+    def sagemaker_create_conditions(
+        self, *, isolated: bool | None = None, encrypted: bool = True
+    ) -> dict[str, object]:
+        """IAM conditions for the role that starts jobs (or creates models) in this workload:
+        only in its subnets, only with its security group, never without a VPC; with
+        inter-container encryption (``encrypted``; jobs only: CreateModel has no such key) and
+        network isolation when ``isolated`` says so."""
+        conditions: dict[str, object] = {
+            "ForAllValues:StringEquals": {
+                "sagemaker:VpcSubnets": list(self.subnet_ids),
+                "sagemaker:VpcSecurityGroupIds": [self.security_group.security_group_id],
+            },
+            "Null": {"sagemaker:VpcSubnets": "false"},
+        }
+        flags = {}
+        if encrypted:
+            flags["sagemaker:InterContainerTrafficEncryption"] = "true"
+        if isolated is not None:
+            flags["sagemaker:NetworkIsolation"] = "true" if isolated else "false"
+        if flags:
+            conditions["Bool"] = flags
+        return conditions
+
+
+def asl_network(workload: Workload | None, name: str) -> dict[str, str]:
+    """Definition substitutions that put a state machine's SageMaker requests (training and
+    processing jobs, models) into ``workload``'s place in the network: ``<name>SubnetIds`` and
+    ``<name>SecurityGroupIds``, comma-joined; both ``""`` without a network.
+
+    A substitution holds a string, never a list, and one ASL file serves stages with and without
+    the network. So the ASL reads them into its state (a Pass state) and a Choice picks the
+    request: ``""`` → the state without ``VpcConfig``; otherwise the one with::
+
+        "VpcConfig": {
+          "Subnets.$": "States.StringSplit($.network.subnets, ',')",
+          "SecurityGroupIds.$": "States.StringSplit($.network.security_groups, ',')"
+        }
+
+    (``NetworkConfig.VpcConfig`` for a processing job). ``tests/infra/test_job_network.py`` walks
+    every state machine of the app and holds each SageMaker request to it.
+    """
+    if workload is None:
+        return {f"{name}SubnetIds": "", f"{name}SecurityGroupIds": ""}
+    return {
+        f"{name}SubnetIds": cdk.Fn.join(",", workload.subnet_ids),
+        f"{name}SecurityGroupIds": workload.security_group.security_group_id,
+    }
 
 
 class Network(Construct):
@@ -202,6 +253,17 @@ class Network(Construct):
         )
         self._workloads.append(group)
         return Workload(security_group=group, subnets=self.subnets, subnet_ids=self.subnet_ids)
+
+    def sagemaker_workload(
+        self, scope: Construct, *, role: iam.IRole, description: str
+    ) -> Workload:
+        """A place in the network for SageMaker jobs or models that run with ``role``: a
+        security group of their own (``scope``'s ``SecurityGroup``) and the EC2 permissions
+        SageMaker needs, acting with the role, to put their network interfaces there
+        (``scope``'s ``VpcAccess``; see ``grant_interfaces``)."""
+        workload = self.workload(scope, "SecurityGroup", description=description)
+        self.grant_interfaces(scope, role, workload, service="sagemaker")
+        return workload
 
     def grant_interfaces(
         self, scope: Construct, role: iam.IRole, workload: Workload, *, service: str

@@ -128,6 +128,7 @@ class StatelessStack(cdk.Stack):
             "TrainingStateMachineArn": self.training.state_machine.state_machine_arn,
             "DeployStateMachineArn": self.training.deploy_machine.state_machine_arn,
             "RunLockTableName": self.training.locks.table_name,
+            "ReleaseLockStateMachineArn": self.training.release_machine.state_machine_arn,
             "ApiUrl": serving.api.url,
             "ApiId": serving.api.rest_api_id,
             "ApiKeyId": serving.api_key.key_id,

@@ -15,12 +15,18 @@ Two state machines, both loaded from ``statemachines/`` with ARN/name substituti
   blue/green ``DeploymentConfig`` with the rollback alarms, autoscaling bounds, handed to the
   resolve function), register autoscaling around each deploy (the scaling function), and put
   models in the stage's private subnets when it has them (``_model_network``).
+- ``<prefix>-release-lock`` (``release_lock.asl.json``): frees the lock of a run whose execution
+  ended without its own release (stopped, timed out), records it and starts the queued follow-up;
+  started by an EventBridge rule on Step Functions' execution status changes, and by a run that
+  finds the lock held by an execution no longer running.
 
 Also here: the SageMaker execution role (jobs and models), the functions of ``lambdas/pipeline``
 (one role each), the lock table, the job code (``sourcedir.tar.gz``, built without Docker) and a
 teardown custom resource that removes the endpoints, configs and models runs created when the
-stack is deleted. Where the jobs and models would join the stage's private network, see
-``_network``: the one place for that wiring.
+stack is deleted. With the stage's private network on, the train and evaluate jobs run in its
+subnets with a security group of their own (``_job_network``; the ASL picks the requests with
+``VpcConfig`` through ``infra.network.asl_network``), isolated and with inter-container
+encryption, and the state machine may start them nowhere else.
 """
 
 from __future__ import annotations
@@ -51,13 +57,16 @@ from infra.lambda_function import REPO_ROOT, RUNTIME_PROVIDED, PythonFunction
 from infra.large_objects import nag_resource
 from infra.log_groups import encrypted_log_group
 from infra.model_registry import ModelRegistry
-from infra.network import Network
+from infra.network import Network, Workload, asl_network
 from infra.rollout import Rollout
 from infra.sagemaker_images import XgboostImage
 
 STATEMACHINES = REPO_ROOT / "statemachines"
 TRAINING_ASL = STATEMACHINES / "training_pipeline.asl.json"
 DEPLOY_ASL = STATEMACHINES / "deploy_model.asl.json"
+RELEASE_ASL = STATEMACHINES / "release_lock.asl.json"
+#: how a run's execution can end without reaching its own release of the dataset's lock
+UNRELEASED_ENDS = ("ABORTED", "TIMED_OUT", "FAILED")
 #: what goes into sourcedir.tar.gz (training/package.py lays it out)
 SOURCEDIR_INPUTS = ("training", "datasets")
 #: the functions of lambdas/pipeline, one per step
@@ -111,17 +120,6 @@ class SourcedirBundling:
             capture_output=True,
         )
         return True
-
-
-def _network(config: StageConfig) -> dict[str, Any]:
-    """The one place where jobs and models would join the stage's private network.
-
-    Jobs and models already run with network isolation and inter-container encryption (in the
-    ASL), and the pipeline's functions run in the stage's VPC (the factory). Not yet in it: the
-    jobs and models (``Network``'s ``Workload.sagemaker_vpc_config()`` into the functions'
-    environment here, and ``VpcConfig`` on the ASL's Train, Evaluate and Create model states).
-    """
-    return {}
 
 
 class TrainingPipeline(Construct):
@@ -187,7 +185,8 @@ class TrainingPipeline(Construct):
             description=f"Sluice {config.stage}: training/evaluation jobs and served models",
         )
         self._grant_job_role(stack)
-        subnets, security_groups = self._model_network()
+        #: where train and evaluate run: the stage's private subnets, or None
+        self.job_network = self._job_network()
         self.functions = {step: self._function(step, topic) for step in STEPS}
         self.deploy_machine = self._state_machine(
             "Deploy",
@@ -199,8 +198,21 @@ class TrainingPipeline(Construct):
                 "ScalingFunctionArn": self.functions["scaling"].function.function_arn,
                 "ModelRoleArn": self.job_role.role_arn,
                 "KeyArn": lake.key.key_arn,
-                "ModelSubnetIds": subnets,
-                "ModelSecurityGroupIds": security_groups,
+                **asl_network(self._model_network(), "Model"),
+            },
+        )
+        training_arn = self._arn(
+            "states", "stateMachine", names.training_state_machine_name(config.prefix), colon=True
+        )
+        self.release_machine = self._state_machine(
+            "ReleaseLock",
+            RELEASE_ASL,
+            f"{config.prefix}-release-lock",
+            {
+                "LockTableName": self.locks.table_name,
+                "RecordFunctionArn": self.functions["record"].function.function_arn,
+                # by name: the training machine starts this one (no reference cycle)
+                "TrainingStateMachineArn": training_arn,
             },
         )
         self.state_machine = self._state_machine(
@@ -217,15 +229,46 @@ class TrainingPipeline(Construct):
                 "SourcedirUri": self.sourcedir.s3_object_url,
                 "KeyArn": lake.key.key_arn,
                 "DeployStateMachineArn": self.deploy_machine.state_machine_arn,
+                "ReleaseLockStateMachineArn": self.release_machine.state_machine_arn,
+                **asl_network(self.job_network, "Job"),
             },
         )
         self._grant_functions(stack, topic)
         self._grant_training_machine(stack)
         self._grant_deploy_machine(stack)
+        self._grant_release_machine(training_arn)
         self._triggers()
+        self._release_unreleased_locks()
         self._teardown()
 
     # ------------------------------------------------------------------ pieces
+    def _job_network(self) -> Workload | None:
+        """Train and evaluate in the stage's private subnets, with a security group of their
+        own: HTTPS out only, reaching S3 (channels, code, model, output) through the gateway
+        endpoint. Both jobs run isolated (their code calls no AWS API), on one instance (so no
+        traffic between instances; inter-container encryption is on for when there is). The
+        execution role may put the jobs' network interfaces there only."""
+        if self.network is None:
+            return None
+        return self.network.sagemaker_workload(
+            Construct(self, "Jobs"),
+            role=self.job_role,
+            description=f"Sluice {self.config.stage}: training pipeline jobs (train, evaluate)",
+        )
+
+    def _job_conditions(self) -> dict[str, object]:
+        """What the state machine's CreateTrainingJob/CreateProcessingJob must ask for: network
+        isolation and inter-container encryption always, and with a private network its
+        subnets and the jobs' security group (as the ASL's requests do)."""
+        if self.job_network is not None:
+            return self.job_network.sagemaker_create_conditions(isolated=True)
+        return {
+            "Bool": {
+                "sagemaker:NetworkIsolation": "true",
+                "sagemaker:InterContainerTrafficEncryption": "true",
+            }
+        }
+
     def _function(self, step: str, topic: sns.ITopic) -> PythonFunction:
         c = self.config
         env = {
@@ -250,7 +293,6 @@ class TrainingPipeline(Construct):
             "BACKOFF_SECONDS": ",".join(map(str, c.pipeline_backoff_seconds)),
             # the job code's content hash: recorded as each model's code version
             "SLUICE_CODE_VERSION": self.code_version,
-            **_network(c),
         }
         if step in ENDPOINT_SETTINGS_STEPS:
             env["ENDPOINTS"] = self.endpoint_settings
@@ -279,22 +321,17 @@ class TrainingPipeline(Construct):
             environment=env,
         )
 
-    def _model_network(self) -> tuple[str, str]:
+    def _model_network(self) -> Workload | None:
         """Where the deploy steps' models run when the stage has a private network: its
-        subnets and a security group of their own, comma-joined for the deploy state machine
-        (an ASL substitution holds a string, not a list: ``States.StringSplit`` splits them);
-        ``("", "")`` without one. The models' execution role may create their network
-        interfaces there only."""
+        subnets and a security group of their own (``asl_network`` hands them to the deploy
+        state machine). The models' execution role may create their network interfaces there
+        only."""
         if self.network is None:
-            return "", ""
-        models = Construct(self, "Models")
-        workload = self.network.workload(
-            models, "Network", description=f"Sluice {self.config.stage}: SageMaker models"
-        )
-        self.network.grant_interfaces(models, self.job_role, workload, service="sagemaker")
-        return (
-            cdk.Fn.join(",", workload.subnet_ids),
-            workload.security_group.security_group_id,
+            return None
+        return self.network.sagemaker_workload(
+            Construct(self, "Models"),
+            role=self.job_role,
+            description=f"Sluice {self.config.stage}: SageMaker models",
         )
 
     def _state_machine(
@@ -573,11 +610,14 @@ class TrainingPipeline(Construct):
                     resources=self._rollback_alarm_arns(),
                 ),
                 iam.PolicyStatement(actions=["sagemaker:UpdateModelPackage"], resources=[package]),
+                # how a run that never reached its own end ended (run_stopped)
+                iam.PolicyStatement(actions=["states:DescribeExecution"], resources=executions[:1]),
             ],
             **sagemaker_findings(package),
             **{
                 f"AwsSolutions-IAM5[Resource::{nag_resource(e)}]": "The executions of this "
-                "stage's two pipeline state machines, read for the step durations of a run."
+                "stage's two pipeline state machines, read for the step durations of a run "
+                "(and how a stopped run ended)."
                 for e in executions
             },
         )
@@ -704,6 +744,9 @@ class TrainingPipeline(Construct):
         deploys = self._arn(
             "states", "execution", f"{names.deploy_state_machine_name(prefix)}:*", colon=True
         )
+        runs = self._arn(
+            "states", "execution", f"{names.training_state_machine_name(prefix)}:*", colon=True
+        )
         rules = [self._arn("events", "rule", r) for r in SYNC_RULES]
         fns = self.functions
         self._policy(
@@ -722,11 +765,14 @@ class TrainingPipeline(Construct):
                     ],
                 ),
                 iam.PolicyStatement(
+                    actions=["sagemaker:CreateTrainingJob", "sagemaker:CreateProcessingJob"],
+                    resources=[training_jobs, processing_jobs],
+                    conditions=self._job_conditions(),
+                ),
+                iam.PolicyStatement(
                     actions=[
-                        "sagemaker:CreateTrainingJob",
                         "sagemaker:DescribeTrainingJob",
                         "sagemaker:StopTrainingJob",
-                        "sagemaker:CreateProcessingJob",
                         "sagemaker:DescribeProcessingJob",
                         "sagemaker:StopProcessingJob",
                         "sagemaker:AddTags",
@@ -754,6 +800,12 @@ class TrainingPipeline(Construct):
                     actions=["states:DescribeExecution", "states:StopExecution"],
                     resources=[deploys],
                 ),
+                # a lock held by a run that no longer runs: is it? then release it for it
+                iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[runs]),
+                iam.PolicyStatement(
+                    actions=["states:StartExecution"],
+                    resources=[self.release_machine.state_machine_arn],
+                ),
             ],
             **{
                 f"AwsSolutions-IAM5[Resource::{nag_resource(a)}]": "Jobs are named per dataset "
@@ -762,7 +814,10 @@ class TrainingPipeline(Construct):
             },
             **{
                 f"AwsSolutions-IAM5[Resource::{nag_resource(deploys)}]": "The deploy steps' "
-                "executions, named per run at run time (a .sync:2 task polls and stops them)."
+                "executions, named per run at run time (a .sync:2 task polls and stops them).",
+                f"AwsSolutions-IAM5[Resource::{nag_resource(runs)}]": "Runs of this machine, "
+                "named at start: a run that finds its dataset's lock held reads whether the "
+                "holder still runs (DescribeExecution only).",
             },
         )
 
@@ -812,6 +867,23 @@ class TrainingPipeline(Construct):
                 "deploy) at run time; limited to the stage's prefix and exact actions."
                 for a in (endpoint, config, model)
             },
+        )
+
+    def _grant_release_machine(self, training_arn: str) -> None:
+        self._policy(
+            "ReleaseMachineAccess",
+            self.release_machine.role,
+            [
+                iam.PolicyStatement(
+                    actions=["dynamodb:DeleteItem"], resources=[self.locks.table_arn]
+                ),
+                self._kms_via("dynamodb"),
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"],
+                    resources=[self.functions["record"].function.function_arn],
+                ),
+                iam.PolicyStatement(actions=["states:StartExecution"], resources=[training_arn]),
+            ],
         )
 
     def _pass_job_role(self) -> iam.PolicyStatement:
@@ -864,6 +936,29 @@ class TrainingPipeline(Construct):
                 },
             ),
             targets=[targets.SfnStateMachine(self.deploy_machine)],
+        )
+
+    def _release_unreleased_locks(self) -> None:
+        """A run whose execution ends without reaching its own release of the dataset's lock
+        (stopped by hand, past the machine's timeout, failed where nothing catches) would hold
+        it for good: Step Functions announces every such end on EventBridge, and the release
+        machine frees the lock if that execution still holds it, records the run, and starts
+        the follow-up run queued triggers asked for. (A run that finds the lock held by an
+        execution that no longer runs starts the same release: a missed event heals too.)"""
+        self.release_rule = events.Rule(
+            self,
+            "OnRunEndedUnreleased",
+            description="A training run that ended without releasing its dataset's lock has "
+            "it released (and the queued follow-up started)",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": list(UNRELEASED_ENDS),
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                },
+            ),
+            targets=[targets.SfnStateMachine(self.release_machine)],
         )
 
     def _teardown(self) -> None:

@@ -17,7 +17,6 @@ Needs ``make local-up`` and ``make local-deploy`` first. Dummy credentials, loca
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import subprocess
@@ -119,24 +118,6 @@ def request_body(rows: list[dict[str, str]]) -> bytes:
     ).encode()
 
 
-def feature_body(s3: Any, bucket: str, prefix: str) -> bytes:
-    """The same rows as curated (the model's feature shape), for a model that takes no records
-    yet: read from the curated Parquet of the upload (through S3, like any client)."""
-    import pyarrow.parquet as pq
-
-    key = next(
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
-        if o["Key"].endswith(".parquet")
-    )
-    table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-    skip = {"customer_id", "email", "phone", "signup_ts", "last_active_ts", TARGET}
-    rows = table.slice(0, 3).to_pylist()
-    return json.dumps(
-        {"instances": [{k: v for k, v in r.items() if k not in skip} for r in rows]}, default=str
-    ).encode()
-
-
 def main() -> int:
     try:
         out = outputs()
@@ -203,16 +184,10 @@ def main() -> int:
             ContentType="application/json",
             Body=request_body(rows),
         )
-        print("request: the uploaded rows as they are (minus the target)")
-    except runtime.exceptions.ModelError:
-        # this model takes its feature shape, not records yet: send the same rows as curated
-        prefix = f"{key}/{version}/"
-        answer = runtime.invoke_endpoint(
-            EndpointName=f"sluice-dev-{DATASET}",
-            ContentType="application/json",
-            Body=feature_body(s3, out["CuratedBucket"], prefix),
-        )
-        print("request: the same rows as curated (this model takes its features, not records)")
+    except runtime.exceptions.ModelError as exc:
+        print(f"the endpoint refused the uploaded rows: {exc}", file=sys.stderr)
+        return 1
+    print("request: the uploaded rows as they are (minus the target)")
     print(json.dumps(json.loads(answer["Body"].read()), indent=1))
     request = work / "request.json"
     request.write_bytes(request_body(rows))

@@ -3,8 +3,8 @@
 - ``prepare``: run id, inputs, spec, champion, job settings; records the run (ledger);
 - ``register``: ``{"action": "summarize"}`` reads the verdict, ``"register"`` registers the model;
 - ``resolve``: what a deploy deploys, where, and whether it is a duplicate;
-- ``record``: ``{"action": "run_end" | "deploy_end"}``: ledger and notification (a rollback
-  found in the alarms' history rejects the challenger's package);
+- ``record``: ``{"action": "run_end" | "run_stopped" | "deploy_end"}``: ledger and notification
+  (a rollback found in the alarms' history rejects the challenger's package);
 - ``scaling``: ``{"action": "release" | "apply"}``: Application Auto Scaling around a deploy;
 - ``teardown``: the custom resource that removes what runs created when the stack is deleted.
 """
@@ -61,7 +61,7 @@ def _resolve(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> An
 
 
 def _record(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> Any:
-    from lambdas.pipeline.record import deploy_end, run_end
+    from lambdas.pipeline.record import deploy_end, run_end, run_stopped
 
     if event.get("action") == "deploy_end":
         return deploy_end(
@@ -72,6 +72,8 @@ def _record(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> Any
             sagemaker=c["sagemaker"],
             cloudwatch=c["cloudwatch"],
         )
+    if event.get("action") == "run_stopped":
+        return run_stopped(event, settings, dynamodb=c["dynamodb"], sns=c["sns"], sfn=c["sfn"])
     return run_end(event, settings, dynamodb=c["dynamodb"], sns=c["sns"], sfn=c["sfn"])
 
 

@@ -1,9 +1,10 @@
 """The run ledger: one DynamoDB item per run (partition ``dataset``, sort ``run_id``).
 
-Attributes: execution, status (RUNNING, SUCCEEDED, FAILED), outcome (deployed, rejected,
-awaiting_approval, failed, skipped), triggers, started_at/ended_at, inputs (URI, hash, counts
-— never the list itself), champion, verdict, reason, metrics, model package, report, durations
-per step, error, and the deployment (also the one an approval starts later).
+Attributes: execution, status (RUNNING, SUCCEEDED, FAILED, ABORTED, TIMED_OUT), outcome
+(deployed, rejected, awaiting_approval, failed, skipped, stopped, timed_out), triggers,
+started_at/ended_at, inputs (URI, hash, counts — never the list itself), champion, verdict,
+reason, metrics, model package, report, durations per step, error, and the deployment (also the
+one an approval starts later).
 ``python -m lambdas.pipeline runs`` prints them (``make runs``).
 """
 

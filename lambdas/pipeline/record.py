@@ -1,10 +1,11 @@
 """Record how a run (or a deploy) ended: the ledger, and one message on the notifications topic.
 
 ``run_end``: every end of a run — deployed, rolled back, rejected, awaiting approval, skipped,
-failed — with the step durations read from the execution's history. ``deploy_end``: a deploy's
-outcome. A pipeline's deploy is recorded against its run (and announced with it); an approval's
-against the run whose package it deployed, and announced; a person's (``make deploy-model``) as
-a ledger item of its own (trigger ``deploy``), and announced.
+failed — with the step durations read from the execution's history. ``run_stopped``: a run that
+never reached its own ending (stopped, timed out), recorded when its lock is released for it.
+``deploy_end``: a deploy's outcome. A pipeline's deploy is recorded against its run (and
+announced with it); an approval's against the run whose package it deployed, and announced; a
+person's (``make deploy-model``) as a ledger item of its own (trigger ``deploy``), and announced.
 
 A rollback is told from a model that could not start by the rollback alarms: an update that
 ended on the old config while one of the ``AutoRollbackConfiguration`` alarms was in ALARM
@@ -27,6 +28,10 @@ from lambdas.pipeline.prepare import triggers as parse_triggers
 from lambdas.pipeline.settings import Settings
 
 SUBJECT_LIMIT = 100
+#: the execution's status for an outcome (the others end SUCCEEDED)
+EXECUTION_STATUS = {"failed": "FAILED", "stopped": "ABORTED", "timed_out": "TIMED_OUT"}
+#: the outcome of a run that ended without its own ending, by the execution's status
+STOPPED_OUTCOMES = {"ABORTED": "stopped", "TIMED_OUT": "timed_out", "FAILED": "failed"}
 
 
 def reason_of(error: dict[str, Any] | None) -> str:
@@ -231,7 +236,7 @@ def run_end(
     error = state.get("error")
     values: dict[str, Any] = {
         "execution": event["execution"],
-        "status": "FAILED" if outcome == "failed" else "SUCCEEDED",
+        "status": EXECUTION_STATUS.get(outcome, "SUCCEEDED"),
         "outcome": outcome,
         "ended_at": now(),
         "durations": durations(sfn, event["execution"]),
@@ -306,6 +311,47 @@ def rollback_reason(alarm: dict[str, Any], previous_version: str) -> str:
     return (
         f"rolled back by SageMaker: rollback alarm {alarm['name']} {when}{reason}; "
         f"{serving} kept serving"
+    )
+
+
+def run_stopped(
+    event: dict[str, Any], settings: Settings, *, dynamodb: Any, sns: Any, sfn: Any
+) -> dict[str, Any]:
+    """A run that ended without reaching its own ending (stopped by hand, timed out, or failed
+    where the definition catches nothing), recorded by the release of its lock
+    (``statemachines/release_lock.asl.json``): ``{"action": "run_stopped", "execution": ARN}``.
+    The execution itself says how it ended and what it was started with."""
+    described = sfn.describe_execution(executionArn=event["execution"])
+    status = described["status"]
+    if status not in STOPPED_OUTCOMES:
+        raise ValueError(f"execution {event['execution']} is {status}, not stopped")
+    try:
+        state = json.loads(described.get("input") or "{}")
+    except ValueError:
+        state = {}
+    state = {k: v for k, v in state.items() if k in ("dataset", "trigger")}
+    state["outcome"] = {"status": STOPPED_OUTCOMES[status]}
+    state["error"] = {
+        "Error": described.get("error") or f"Execution{status.title().replace('_', '')}",
+        "Cause": described.get("cause")
+        or {
+            "ABORTED": "the execution was stopped (StopExecution) before the run ended",
+            "TIMED_OUT": "the execution ran past the state machine's TimeoutSeconds",
+            "FAILED": "the execution failed where the run's definition catches nothing",
+        }[status],
+    }
+    started = described["startDate"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return run_end(
+        {
+            "state": state,
+            "execution": event["execution"],
+            "execution_name": described["name"],
+            "started_at": started,
+        },
+        settings,
+        dynamodb=dynamodb,
+        sns=sns,
+        sfn=sfn,
     )
 
 

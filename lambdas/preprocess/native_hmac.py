@@ -14,10 +14,10 @@ import ctypes
 import functools
 import logging
 import os
-import platform
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from datasets import names
 
 if TYPE_CHECKING:  # infra/native.py imports this module when synthesizing: no pyarrow there
     import pyarrow as pa
@@ -29,18 +29,9 @@ IMPLEMENTATIONS = {0: "portable C", 1: "x86 SHA-NI", 2: "Armv8 SHA2"}
 logger = logging.getLogger(__name__)
 
 
-def machine(name: str | None = None) -> str:
-    """A CPU name as Linux spells it (``aarch64``, ``x86_64``); None: this machine's."""
-    name = (name or platform.machine()).lower()
-    return {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}.get(name, name)
-
-
 def library_path(system: str | None = None, cpu: str | None = None) -> Path:
     """Where the library for an OS (``linux``, ``darwin``) and CPU lives: one file per pair."""
-    system = (system or sys.platform).lower()
-    if system.startswith("linux"):
-        system = "linux"
-    return LIBRARY_DIR / f"libhmac_sha256-{system}-{machine(cpu)}.so"
+    return LIBRARY_DIR / names.native_library_file(system, cpu)
 
 
 @functools.cache

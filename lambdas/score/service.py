@@ -195,9 +195,26 @@ class Scoring:
         if variant is None:
             raise Rejected("no_model", f"endpoint {endpoint} has no production variant")
         model = self.sagemaker.describe_model(ModelName=variant["ModelName"])
+        self._check_network(dataset, model, endpoint)
         container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
         version = (container.get("Environment") or {}).get("SLUICE_MODEL_VERSION")
         return {"name": variant["ModelName"], "version": version, "endpoint": endpoint}
+
+    def _check_network(self, dataset: str, model: dict[str, Any], endpoint: str) -> None:
+        """With a private network, the transform job must run in it: it takes its network from
+        the model (CreateTransformJob has no VpcConfig), so refuse a model outside the stage's
+        subnets (one deployed before the network was turned on)."""
+        if not self.settings.private_subnets:
+            return
+        subnets = (model.get("VpcConfig") or {}).get("Subnets") or []
+        if not subnets or not set(subnets) <= set(self.settings.private_subnets):
+            raise Rejected(
+                "model_outside_network",
+                f"the model serving dataset {dataset!r} ({model['ModelName']}) does not run in "
+                "the stage's private subnets, and a transform job runs where its model does: "
+                "deploy the dataset's model again, then upload the file again",
+                endpoint=endpoint,
+            )
 
     def _convert(self, source: Source, spec: DatasetSpec, work: str) -> dict[str, Any]:
         """Validate the file as ingestion does and write the headerless scoring CSV."""

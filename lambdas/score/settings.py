@@ -23,6 +23,9 @@ class Settings:
     max_runtime_seconds: int = 6 * 3600
     #: where the uploaded file is downloaded to (Lambda's ephemeral storage)
     work_dir: str = "/tmp"  # noqa: S108 - Lambda's only writable path
+    #: the stage's private subnets (empty: no private network). A transform job takes its
+    #: network from its model, so with them the serving model must run there.
+    private_subnets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +43,9 @@ class Settings:
                 max_payload_mb=int(env.get("TRANSFORM_MAX_PAYLOAD_MB") or 6),
                 max_runtime_seconds=int(env.get("TRANSFORM_MAX_RUNTIME_SECONDS") or 6 * 3600),
                 work_dir=env.get("WORK_DIR") or "/tmp",  # noqa: S108
+                private_subnets=tuple(
+                    s for s in (env.get("PRIVATE_SUBNET_IDS") or "").split(",") if s
+                ),
             )
         except ValueError as exc:
             raise SettingsError(f"invalid batch-scoring settings: {exc}") from exc

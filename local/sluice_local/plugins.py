@@ -83,6 +83,20 @@ class FlowLogProviderPlugin(CloudFormationResourceProviderPlugin):
         self.factory = FlowLogProvider
 
 
+class WebACLAssociationProviderPlugin(CloudFormationResourceProviderPlugin):
+    """``AWS::WAFv2::WebACLAssociation`` (LocalStack has no wafv2)."""
+
+    name = "AWS::WAFv2::WebACLAssociation"
+
+    def __init__(self) -> None:
+        self.factory: type[ResourceProvider] | None = None
+
+    def load(self) -> None:
+        from sluice_local.wafv2 import WebACLAssociationProvider
+
+        self.factory = WebACLAssociationProvider
+
+
 @aws_provider(api="sagemaker")
 def sagemaker() -> Service:
     from sluice_local.sagemaker.provider import create_sagemaker_service
@@ -100,6 +114,13 @@ def sagemaker_runtime() -> Service:
 @aws_provider(api="application-autoscaling")
 def application_autoscaling() -> Service:
     from sluice_local.autoscaling import create_service
+
+    return create_service()
+
+
+@aws_provider(api="wafv2")
+def wafv2() -> Service:
+    from sluice_local.wafv2 import create_service
 
     return create_service()
 
@@ -180,3 +201,10 @@ def install_cfn_support_check() -> None:
 
     install_support_check()
     install_log_group_properties()
+
+
+@hooks.on_infra_start()
+def install_sfn_status_events() -> None:
+    from sluice_local.sfn_events import install
+
+    install()

@@ -108,8 +108,8 @@ def test_workloads_may_only_send_https_and_endpoints_only_admit_the_workloads(
     endpoint_gid = next(g for g, v in groups.items() if "interface endpoints" in str(v))
     workloads = {g: v for g, v in groups.items() if g != endpoint_gid}
     # the preprocess, predict and score functions, ingestion jobs, the pipeline's functions,
-    # the models the pipeline deploys
-    assert len(workloads) == 4 + len(PIPELINE_STEPS) + 1
+    # its jobs (train, evaluate) and the models it deploys
+    assert len(workloads) == 4 + len(PIPELINE_STEPS) + 2
     for gid, group in workloads.items():
         assert "SecurityGroupIngress" not in group["Properties"], gid
         (egress,) = group["Properties"]["SecurityGroupEgress"]
@@ -177,8 +177,9 @@ def test_workload_roles_may_create_interfaces_only_in_the_stages_subnets(
         for pid, p in created.find_resources("AWS::IAM::Policy").items()
         if "VpcAccess" in pid
     }
-    # the functions' roles, the ingestion job's role, the models' role
-    assert len(policies) == 4 + len(PIPELINE_STEPS) + 1
+    # the functions' roles, the ingestion job's role, the pipeline's jobs' and models' role
+    # (one policy for each place: the jobs' and the models' security groups)
+    assert len(policies) == 4 + len(PIPELINE_STEPS) + 2
     for pid, statements in policies.items():
         (create,) = [s for s in statements if s["Action"] == "ec2:CreateNetworkInterface"]
         resources = json.dumps(create["Resource"])

@@ -230,7 +230,7 @@ def test_models_run_in_the_private_subnets_isolated(in_vpc: Template) -> None:
     assert subnets[0] == "," and len(subnets[1]) == 2  # one subnet per zone, comma-joined
     assert all("Subnet" in json.dumps(ref) for ref in subnets[1])
     group = substitutions["ModelSecurityGroupIds"]["Fn::GetAtt"]
-    assert group[0].startswith("TrainingPipelineModelsNetwork") and group[1] == "GroupId"
+    assert group[0].startswith("TrainingPipelineModelsSecurityGroup") and group[1] == "GroupId"
     states = _states()
     assert states["In the private network?"]["Choices"][0] == {
         "Variable": "$.network.subnets", "StringEquals": "", "Next": "Create model"
@@ -252,4 +252,4 @@ def test_models_run_in_the_private_subnets_isolated(in_vpc: Template) -> None:
         "ec2:CreateNetworkInterface",
     )
     assert len(interfaces) == 1
-    assert "TrainingPipelineModelsNetwork" in json.dumps(interfaces[0]["Resource"])
+    assert "TrainingPipelineModelsSecurityGroup" in json.dumps(interfaces[0]["Resource"])

@@ -13,7 +13,7 @@ from aws_cdk.assertions import Template
 from datasets import names
 from infra.config import ConfigError, stage_config
 from infra.model_registry import declared_datasets
-from infra.training_pipeline import DEPLOY_ASL, TRAINING_ASL
+from infra.training_pipeline import DEPLOY_ASL, RELEASE_ASL, TRAINING_ASL
 from tests.infra.conftest import make_app
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
@@ -52,7 +52,11 @@ def _rendered(asl: Any, machine: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("asl", "name"),
-    [(TRAINING_ASL, "sluice-dev-training"), (DEPLOY_ASL, "sluice-dev-deploy")],
+    [
+        (TRAINING_ASL, "sluice-dev-training"),
+        (DEPLOY_ASL, "sluice-dev-deploy"),
+        (RELEASE_ASL, "sluice-dev-release-lock"),
+    ],
 )
 def test_definition_is_the_asl_file_with_every_placeholder_substituted(
     dev: dict[str, Template], asl: Any, name: str
@@ -67,7 +71,7 @@ def test_definition_is_the_asl_file_with_every_placeholder_substituted(
 
 
 def test_substitutions_carry_only_arns_and_names(dev: dict[str, Template]) -> None:
-    for name in ("sluice-dev-training", "sluice-dev-deploy"):
+    for name in ("sluice-dev-training", "sluice-dev-deploy", "sluice-dev-release-lock"):
         for key, value in _machine(dev["sluice-dev-app"], name)["DefinitionSubstitutions"].items():
             text = json.dumps(value)
             if key.endswith("Arn"):
@@ -76,7 +80,7 @@ def test_substitutions_carry_only_arns_and_names(dev: dict[str, Template]) -> No
                 assert "Ref" in text
             elif key == "XgboostImageUri":
                 assert value["Fn::FindInMap"][1:] == [{"Ref": "AWS::Region"}, "uri"]
-            elif key in ("ModelSubnetIds", "ModelSecurityGroupIds"):
+            elif key.endswith(("SubnetIds", "SecurityGroupIds")):
                 assert value == ""  # ids of the private network; dev has none
             else:
                 assert key == "SourcedirUri" and "s3://cdk-" in text, (key, value)

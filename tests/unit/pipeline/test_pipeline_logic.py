@@ -190,3 +190,73 @@ def test_run_ids_and_names_fit_sagemaker() -> None:
     assert run.startswith("20261127T180102-")
     name = names.run_resource_name("sluice-prod", "x" * 40, run, "train-4")
     assert len(name) <= 63 and name.endswith(f"{run}-train-4")
+
+
+class _StoppedExecution:
+    """Step Functions as ``run_stopped`` sees it: one execution, stopped by hand."""
+
+    def __init__(self, arn: str, started: datetime) -> None:
+        self.arn, self.started = arn, started
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
+        assert executionArn == self.arn
+        return {
+            "executionArn": self.arn,
+            "name": "manual-1",
+            "status": "ABORTED",
+            "startDate": self.started,
+            "input": json.dumps(
+                {
+                    "dataset": "churn",
+                    "trigger": {"type": "manual", "by": "me"},
+                    "hyperparameters": {"num_round": 3},
+                }
+            ),
+        }
+
+    def get_execution_history(self, **_: Any) -> dict[str, Any]:
+        entered = {"timestamp": self.started, "stateEnteredEventDetails": {"name": "Train"}}
+        return {"events": [entered]}  # stopped while training: never exited
+
+
+class _Topic:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, **message: Any) -> None:
+        self.published.append(message)
+
+
+def test_a_stopped_run_is_recorded_as_stopped_under_its_own_run_id(aws: Any) -> None:
+    # Given a run that prepare recorded, whose execution was then stopped by hand
+    started = datetime(2026, 11, 27, 18, 1, 2, 345000, tzinfo=UTC)
+    execution = "arn:aws:states:us-east-1:123456789012:execution:sluice-dev-training:manual-1"
+    run_id = names.run_id("2026-11-27T18:01:02.345Z", "manual-1")  # as prepare names it
+    ledger = Ledger("ledger", aws["dynamodb"])
+    ledger.start(
+        {
+            "dataset": "churn",
+            "run_id": run_id,
+            "execution": execution,
+            "started_at": "2026-11-27T18:01:02.345Z",
+            "triggers": [{"type": "manual"}],
+        }
+    )
+    topic = _Topic()
+    # When the release of its lock records it
+    result = record.run_stopped(
+        {"action": "run_stopped", "execution": execution},
+        SETTINGS,
+        dynamodb=aws["dynamodb"],
+        sns=topic,
+        sfn=_StoppedExecution(execution, started),
+    )
+    # Then the same ledger item ends stopped, with why, and one message says so
+    assert result == {"run_id": run_id, "outcome": "stopped"}
+    run = ledger.get("churn", run_id)
+    assert run is not None
+    assert (run["status"], run["outcome"]) == ("ABORTED", "stopped")
+    assert "stopped (StopExecution)" in run["error"]["reason"]
+    (message,) = topic.published
+    assert "churn: stopped" in message["Subject"]
+    assert message["MessageAttributes"]["outcome"]["StringValue"] == "stopped"

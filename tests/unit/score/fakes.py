@@ -82,9 +82,10 @@ def make_world(tmp: Path) -> World:
     return World(s3, sagemaker, Scoring(settings, s3=s3, sagemaker=sagemaker))
 
 
-def deploy(world: World, version: str = "4") -> str:
+def deploy(world: World, version: str = "4", vpc: dict[str, list[str]] | None = None) -> str:
     name = f"sluice-test-churn-{version}"
     world.sagemaker.create_model(
+        **({"VpcConfig": vpc} if vpc else {}),
         ModelName=name,
         ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
         PrimaryContainer={

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lambdas.score.handler import BadEvent, handler
+from lambdas.score.service import Scoring
 from tests.unit.score.fakes import KEY_ARN, World, csv_file, deploy, row
 
 SCORING_COLUMNS = [
@@ -152,6 +154,34 @@ def test_before_any_model_is_deployed_the_report_says_so(world: World) -> None:
     assert error["message"] == (
         "no model serves dataset 'churn' yet: upload the file again once one is deployed"
     )
+
+
+def _in_private_network(world: World) -> Scoring:
+    settings = replace(world.scoring.settings, private_subnets=("subnet-a", "subnet-b"))
+    return Scoring(settings, s3=world.s3, sagemaker=world.sagemaker)
+
+
+def test_with_a_private_network_a_model_outside_it_is_refused(world: World) -> None:
+    # Given a stage with private subnets and a model serving churn deployed without them
+    deploy(world)
+    # When a file is prepared for scoring
+    prepared = _in_private_network(world).prepare(
+        world.upload("churn/_score/outside.csv", csv_file([row(1)]))
+    )
+    # Then no transform job is asked for (it would run where the model does: outside)
+    assert prepared["status"] == "rejected"
+    error = world.json("churn/predictions/outside.csv/error.json")["error"]
+    assert error["code"] == "model_outside_network"
+    assert "private subnets" in error["message"]
+
+
+def test_with_a_private_network_a_model_in_its_subnets_is_used(world: World) -> None:
+    deploy(world, vpc={"Subnets": ["subnet-b"], "SecurityGroupIds": ["sg-models"]})
+    prepared = _in_private_network(world).prepare(
+        world.upload("churn/_score/inside.csv", csv_file([row(1)]))
+    )
+    assert prepared["status"] == "ready"
+    assert "VpcConfig" not in prepared["transform"]  # the job takes the model's network
 
 
 def test_results_of_an_earlier_upload_of_the_same_name_are_cleared(world: World) -> None:
