@@ -468,6 +468,12 @@ def _endpoint_lines(
             estimate.endpoints.append(
                 Line(f"endpoint {dataset}", quantity, idle, "idle: $0; requests below")
             )
+            busy = per_minute / 60 * usage.inference_ms / 1000  # mean requests in flight
+            if busy > sv.max_concurrency:
+                estimate.notes.append(
+                    f"endpoint {dataset}: {busy:,.1f} requests in flight on average, above its "
+                    f"max_concurrency {sv.max_concurrency}: requests would be throttled"
+                )
             continue
         rt = settings.real_time
         instances, over = real_time_instances(settings, per_minute)

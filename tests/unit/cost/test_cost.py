@@ -322,3 +322,17 @@ def test_the_price_table_names_a_source_page_for_every_price() -> None:
 
     assert all(p.source.startswith("https://aws.amazon.com/") for p in PRICES.values())
     assert json.dumps(PRICES_AS_OF) and len(PRICES_AS_OF) == 10
+
+
+def test_a_rate_beyond_the_serverless_concurrency_is_said(synthesized: dict[str, Path]) -> None:
+    # Given churn serverless with max_concurrency 5 and a second of model time per request
+    config = dataclasses.replace(
+        _config("prod"), endpoints={"churn": EndpointSettings(kind="serverless")}
+    )
+    busy = cost.Usage(predictions=30_000_000, inference_ms=1000, datasets=("churn",))
+    # When the mean load (30M x 1 s over 730 h = 11.4 in flight) exceeds it
+    result = cost.estimate(config, _templates(synthesized, "prod"), busy)
+    # Then the estimate says so
+    assert any("max_concurrency 5" in note for note in result.notes)
+    quiet = dataclasses.replace(busy, predictions=1_000_000)
+    assert not cost.estimate(config, _templates(synthesized, "prod"), quiet).notes
