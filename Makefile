@@ -63,7 +63,7 @@ COST_VARS := UPLOADS:uploads UPLOAD_MB:upload-mb PREDICTIONS:predictions \
 	TRAINING_RUNS:training-runs TRAINING_MINUTES:training-minutes \
 	EVALUATION_MINUTES:evaluation-minutes SPOT_SAVINGS:spot-savings DEPLOY_SHARE:deploy-share \
 	SCORE_JOBS:score-jobs SCORE_MINUTES:score-minutes LOG_GB:log-gb \
-	CAPTURE_SHARE:capture-share DATASETS:datasets
+	CAPTURE_SHARE:capture-share REQUEST_KB:request-kb DATASETS:datasets
 COST_FLAGS := $(foreach pair,$(COST_VARS),$(if $($(word 1,$(subst :, ,$(pair)))),\
 	--$(word 2,$(subst :, ,$(pair))) '$($(word 1,$(subst :, ,$(pair))))',))
 COST_CONTEXT := $(if $(VPC),-c vpc='$(VPC)',)

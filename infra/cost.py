@@ -284,6 +284,12 @@ def _price(key: str) -> float:
     return PRICES[key].usd
 
 
+def _usd(key: str) -> str:
+    """A price as the output shows it: $1.00, $0.023, $0.005."""
+    usd = _price(key)
+    return f"${usd:.2f}" if usd >= 0.1 else f"${usd:g}"
+
+
 def _alarm_metrics(props: dict[str, Any]) -> tuple[int, bool]:
     """(alarm metrics billed, high resolution) of one AWS::CloudWatch::Alarm."""
     if "Metrics" not in props:
@@ -302,10 +308,12 @@ def _fixed_lines(resources: Resources) -> list[Line]:
     count = type_counts(resources)
     if count["AWS::KMS::Key"]:
         n = count["AWS::KMS::Key"]
-        lines.append(Line("KMS keys", f"{n} x $1.00", n * _price("kms_key")))
+        lines.append(Line("KMS keys", f"{n} x {_usd('kms_key')}", n * _price("kms_key")))
     if count["AWS::SecretsManager::Secret"]:
         n = count["AWS::SecretsManager::Secret"]
-        lines.append(Line("Secrets Manager secrets", f"{n} x $0.40", n * _price("secret")))
+        lines.append(
+            Line("Secrets Manager secrets", f"{n} x {_usd('secret')}", n * _price("secret"))
+        )
     standard = high = 0
     for props in _of_type(resources, "AWS::CloudWatch::Alarm"):
         metrics, is_high = _alarm_metrics(props)
@@ -325,14 +333,18 @@ def _fixed_lines(resources: Resources) -> list[Line]:
     if count["AWS::CloudWatch::CompositeAlarm"]:
         n = count["AWS::CloudWatch::CompositeAlarm"]
         lines.append(
-            Line("CloudWatch composite alarms", f"{n} x $0.50", n * _price("alarm_composite"))
+            Line(
+                "CloudWatch composite alarms",
+                f"{n} x {_usd('alarm_composite')}",
+                n * _price("alarm_composite"),
+            )
         )
     if count["AWS::CloudWatch::Dashboard"]:
         n = count["AWS::CloudWatch::Dashboard"]
         lines.append(
             Line(
                 "CloudWatch dashboards",
-                f"{n} x $3.00",
+                f"{n} x {_usd('dashboard')}",
                 n * _price("dashboard"),
                 "the account's first 3 dashboards are free: $0 if these are among them",
             )
@@ -349,7 +361,8 @@ def _fixed_lines(resources: Resources) -> list[Line]:
         lines.append(
             Line(
                 "VPC interface endpoints",
-                f"{len(interface)} x {'/'.join(map(str, zones))} AZ x 730 h x $0.01",
+                f"{len(interface)} x {'/'.join(map(str, zones))} AZ x 730 h x "
+                f"{_usd('interface_endpoint_hour')}",
                 zone_hours * _price("interface_endpoint_hour"),
                 "plus $0.01 per GB they carry",
             )
@@ -361,7 +374,7 @@ def _fixed_lines(resources: Resources) -> list[Line]:
         lines.append(
             Line(
                 "NAT gateways",
-                f"{n} x 730 h x $0.045",
+                f"{n} x 730 h x {_usd('nat_gateway_hour')}",
                 n * HOURS_PER_MONTH * _price("nat_gateway_hour"),
                 "plus $0.045 per GB processed",
             )
@@ -371,7 +384,7 @@ def _fixed_lines(resources: Resources) -> list[Line]:
         lines.append(
             Line(
                 "Public IPv4 addresses",
-                f"{n} x 730 h x $0.005",
+                f"{n} x 730 h x {_usd('public_ipv4_hour')}",
                 n * HOURS_PER_MONTH * _price("public_ipv4_hour"),
             )
         )
@@ -380,7 +393,7 @@ def _fixed_lines(resources: Resources) -> list[Line]:
         lines.append(
             Line(
                 "WAF web ACL (associated with the API)",
-                f"{n} x $5.00",
+                f"{n} x {_usd('waf_web_acl')}",
                 n * _price("waf_web_acl"),
                 "plus $1 per rule a month in the ACL, which lives outside this app",
             )
@@ -539,7 +552,7 @@ def _usage_lines(
     lines.append(
         Line(
             "S3 storage of a month's uploads",
-            f"{stored_gb:.2f} GB (raw + curated) x $0.023",
+            f"{stored_gb:.2f} GB (raw + curated) x {_usd('s3_standard_gb_month')}",
             stored_gb * _price("s3_standard_gb_month"),
             "adds up month after month until the lifecycle moves it",
         )
@@ -566,7 +579,7 @@ def _usage_lines(
     lines.append(
         Line(
             "API Gateway (REST)",
-            f"{p:,} requests x $3.50/M",
+            f"{p:,} requests x {_usd('api_gateway_rest_million')}/M",
             p / 1e6 * _price("api_gateway_rest_million"),
         )
     )
@@ -608,7 +621,11 @@ def _usage_lines(
         )
     if count["AWS::WAFv2::WebACLAssociation"]:
         lines.append(
-            Line("WAF requests", f"{p:,} x $0.60/M", p / 1e6 * _price("waf_requests_million"))
+            Line(
+                "WAF requests",
+                f"{p:,} x {_usd('waf_requests_million')}/M",
+                p / 1e6 * _price("waf_requests_million"),
+            )
         )
     if usage.score_jobs:
         hourly = instance_hourly("transform", config.transform_instance_type)
@@ -850,6 +867,9 @@ def _flags(parser: argparse.ArgumentParser) -> None:
         ("score-minutes", float, "minutes of one batch transform job"),
         ("log-gb", float, "GB of logs ingested a month"),
         ("capture-share", float, "share of requests captured (default: the stage's)"),
+        ("request-kb", float, "size of one captured record and of a request, KB"),
+        ("preprocess-seconds-per-gb", float, "preprocess function time per GB of upload"),
+        ("transitions-per-run", int, "Step Functions state transitions of one run"),
     ):
         attr = name.replace("-", "_")
         parser.add_argument(
@@ -873,7 +893,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     )
     parser.add_argument(
         "--datasets",
-        help="comma-separated datasets with an endpoint (default: every declared dataset)",
+        help="comma-separated datasets with an endpoint, or none (default: every declared one)",
     )
     parser.add_argument(
         "--resources",
@@ -892,7 +912,8 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         }
         usage = replace(Usage(), **fields)
         if args.datasets is not None:
-            usage = replace(usage, datasets=tuple(d for d in args.datasets.split(",") if d))
+            names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+            usage = replace(usage, datasets=() if names == ["none"] else tuple(names))
         for name in ("spot_savings", "deploy_share", "capture_share"):
             value = getattr(usage, name)
             if value is not None and not 0 <= value <= 1:

@@ -336,3 +336,19 @@ def test_a_rate_beyond_the_serverless_concurrency_is_said(synthesized: dict[str,
     assert any("max_concurrency 5" in note for note in result.notes)
     quiet = dataclasses.replace(busy, predictions=1_000_000)
     assert not cost.estimate(config, _templates(synthesized, "prod"), quiet).notes
+
+
+def test_datasets_narrow_the_endpoints_and_unknown_ones_are_refused(
+    synthesized: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates = str(synthesized["prod"])
+    printed: list[str] = []
+    assert (
+        cost.main(
+            ["--stage", "prod", "--templates", templates, "--datasets", "none"], out=printed.append
+        )
+        == 0
+    )
+    assert "endpoint churn" not in printed[0]
+    assert cost.main(["--stage", "prod", "--templates", templates, "--datasets", "nope"]) == 2
+    assert "nope not declared" in capsys.readouterr().err
