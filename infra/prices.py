@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-#: the day this table was written down from the pages below
+#: the day this table was written. This first version was written without network access to
+#: the pages below, from their published rates as known then: check a line against its page
+#: before relying on it (docs/costs.md, "Refreshing the prices")
 PRICES_AS_OF = "2026-11-27"
 REGION = "us-east-1"
 #: AWS bills "a month" as 730 hours in its examples and calculator
