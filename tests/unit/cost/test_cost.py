@@ -352,3 +352,26 @@ def test_datasets_narrow_the_endpoints_and_unknown_ones_are_refused(
     assert "endpoint churn" not in printed[0]
     assert cost.main(["--stage", "prod", "--templates", templates, "--datasets", "nope"]) == 2
     assert "nope not declared" in capsys.readouterr().err
+
+
+def test_uploads_above_the_threshold_are_priced_as_processing_jobs(
+    synthesized: dict[str, Path],
+) -> None:
+    # Given 4 GiB uploads, above dev's 3 GiB threshold (processing on ml.m5.2xlarge, $0.461/h)
+    usage = cost.Usage(uploads=30, upload_mb=4096)
+    result = cost.estimate(_config("dev"), _templates(synthesized, "dev"), usage)
+    # Then each is a job of 5 min start-up + a minute per GB, not a function run
+    line = _line(result.usage, "Ingestion: processing jobs")
+    assert line.usd == pytest.approx(30 * 9 / 60 * 0.461)
+    assert not [x for x in result.usage if x.item == "Ingestion: preprocess function"]
+
+
+def test_the_month_counts_runs_at_the_stages_spot_choice(synthesized: dict[str, Path]) -> None:
+    templates = _templates(synthesized, "dev")
+    usage = cost.Usage(training_runs=10)
+    for spot in (True, False):
+        config = dataclasses.replace(_config("dev"), training_spot=spot)
+        result = cost.estimate(config, templates, usage)
+        line = _line(result.usage, "Training pipeline runs")
+        assert line.usd == pytest.approx(10 * cost.run_cost(result.per_run, spot=spot))
+        assert ("(spot)" in line.quantity) is spot
