@@ -57,6 +57,22 @@ lint: ## ruff, mypy; cfn-lint and checkov on the templates of every stage (and d
 synth: ## synthesize the CloudFormation templates of a stage into cdk.out/ (STAGE=dev|prod)
 	$(CDK) synth --quiet -c stage=$(STAGE) > /dev/null
 
+# make cost: usage variables (all optional) and the flags of python -m infra.cost they set
+COST_VARS := UPLOADS:uploads UPLOAD_MB:upload-mb PREDICTIONS:predictions \
+	INSTANCES_PER_REQUEST:instances-per-request PREDICT_MS:predict-ms INFERENCE_MS:inference-ms \
+	TRAINING_RUNS:training-runs TRAINING_MINUTES:training-minutes \
+	EVALUATION_MINUTES:evaluation-minutes SPOT_SAVINGS:spot-savings DEPLOY_SHARE:deploy-share \
+	SCORE_JOBS:score-jobs SCORE_MINUTES:score-minutes LOG_GB:log-gb \
+	CAPTURE_SHARE:capture-share REQUEST_KB:request-kb DATASETS:datasets
+COST_FLAGS := $(foreach pair,$(COST_VARS),$(if $($(word 1,$(subst :, ,$(pair)))),\
+	--$(word 2,$(subst :, ,$(pair))) '$($(word 1,$(subst :, ,$(pair))))',))
+COST_CONTEXT := $(if $(VPC),-c vpc='$(VPC)',)
+
+.PHONY: cost
+cost: ## a month of a stage in dollars: its templates at dated prices (STAGE= [VPC=create] [PREDICTIONS=N ...])
+	$(CDK) synth --quiet -c stage=$(STAGE) $(COST_CONTEXT) > /dev/null
+	@$(PY) -m infra.cost --stage $(STAGE) --templates cdk.out $(COST_CONTEXT) $(COST_FLAGS)
+
 .PHONY: clean
 clean: ## remove synthesized templates, cached Lambda bundles and benchmark files (keeps .venv)
 	rm -rf cdk.out cdk.out.* .cache/bundles .bench
@@ -84,6 +100,12 @@ train: ## start a training run of a dataset (DATASET=churn [APPROVAL=manual] [LO
 runs: ## print the recent training runs from the run ledger ([DATASET=churn] [LOCAL=1])
 	@$(PIPELINE_ENV) $(PY) -m lambdas.pipeline --stage $(STAGE) runs \
 		$(if $(DATASET),--dataset $(DATASET),)
+
+.PHONY: deploy-model
+deploy-model: ## deploy an approved model version again through the safe rollout (DATASET=churn VERSION=3 [LOCAL=1])
+	@test -n "$(DATASET)" -a -n "$(VERSION)" || \
+		{ echo "usage: make deploy-model DATASET=<name> VERSION=<model package version>" >&2; exit 2; }
+	$(PIPELINE_ENV) $(PY) -m lambdas.pipeline --stage $(STAGE) deploy $(DATASET) $(VERSION)
 
 .PHONY: destroy
 destroy: ## destroy a stage's stacks (prod buckets and key are retained)

@@ -336,8 +336,6 @@ class StageConfig:
     training_max_wait_seconds: int = 12 * 3600
     evaluation_instance_type: str = "ml.m5.large"
     evaluation_max_runtime_seconds: int = 3600
-    endpoint_instance_type: str = "ml.m5.large"
-    endpoint_instance_count: int = 1
     #: "auto": a model that passes the gate is Approved and deployed; "manual": registered
     #: PendingManualApproval, deployed when someone approves it
     model_approval: Literal["auto", "manual"] = "auto"
@@ -389,7 +387,8 @@ class StageConfig:
     #: optional fixed account/region; None keeps templates environment-agnostic
     account: str | None = None
     region: str | None = None
-    #: endpoint settings of every dataset, unless ``endpoints`` names the dataset
+    #: endpoint settings of every dataset (type, size, rollout, alarms), unless ``endpoints``
+    #: names the dataset (in code, or ``-c endpoints='{"wine": {"kind": "serverless"}}'``)
     default_endpoint: EndpointSettings = EndpointSettings()
     endpoints: Mapping[str, EndpointSettings] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -429,8 +428,9 @@ class StageConfig:
 
 
 STAGES: dict[str, StageConfig] = {
-    # dev: the smallest fleet that still rolls out through a canary (1 of 2 instances);
-    # waits as short as the alarms allow (one 60 s period + 60 s metric delay)
+    # dev: the smallest fleet that still rolls out through a canary (1 of 2 instances); a
+    # 5-minute canary (the alarms need one 60 s period + 60 s metric delay, so the canary
+    # watches for more than twice that) and a baking as short as the alarms allow
     "dev": StageConfig(
         stage="dev",
         retain_data=False,
@@ -444,7 +444,7 @@ STAGES: dict[str, StageConfig] = {
                 target_invocations_per_instance=300,
             ),
             rollout=RolloutTiming(
-                canary_wait_seconds=120, baking_seconds=120, max_execution_seconds=1800
+                canary_wait_seconds=300, baking_seconds=120, max_execution_seconds=1800
             ),
             alarms=EndpointAlarms(errors_5xx_threshold=1, latency_p99_ms=1000),
         ),
@@ -553,11 +553,68 @@ _OVERRIDES: dict[str, Callable[[Any], Any]] = {
 }
 
 
-OVERRIDABLE: tuple[str, ...] = tuple(_OVERRIDES)
+OVERRIDABLE: tuple[str, ...] = (*_OVERRIDES, "endpoints")
 
 
 class ConfigError(ValueError):
     """The stage or an override given with ``-c`` is invalid."""
+
+
+#: what ``-c endpoints=...`` may set per dataset: the kind and the fields of its kind's settings
+_ENDPOINT_KEYS: dict[str, str] = {
+    **{f.name: "real_time" for f in dataclasses.fields(RealTimeEndpoint)},
+    **{f.name: "serverless" for f in dataclasses.fields(ServerlessEndpoint)},
+}
+
+
+def endpoint_overrides(base: StageConfig, value: Any) -> Mapping[str, EndpointSettings]:
+    """``-c endpoints='{"wine": {"kind": "serverless", "memory_mb": 3072}, "churn":
+    {"instance_type": "ml.c5.large", "max_instances": 6}}'``: per dataset, the kind and any
+    field of the real-time or serverless settings, over the stage's settings for the dataset.
+    Rollout timing and alarms stay the stage's (in code)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(
+                "-c endpoints must be a JSON object: dataset -> {kind, settings}"
+            ) from exc
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError("-c endpoints must be a JSON object: dataset -> {kind, settings}")
+    found = dict(base.endpoints)
+    for dataset, keys in value.items():
+        settings = base.endpoint_settings(dataset)
+        unknown = set(keys) - {"kind", *_ENDPOINT_KEYS}
+        if unknown:
+            raise ConfigError(
+                f"-c endpoints: {dataset}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"(known: kind, {', '.join(_ENDPOINT_KEYS)})"
+            )
+        for key, given in keys.items():
+            expected = str if key in ("kind", "instance_type") else int
+            optional = key == "provisioned_concurrency" and given is None
+            if not optional and (not isinstance(given, expected) or isinstance(given, bool)):
+                raise ConfigError(
+                    f"-c endpoints: {dataset}.{key}: expected {expected.__name__}, got {given!r}"
+                )
+        kind = keys.get("kind", settings.kind)
+        if kind not in ("real_time", "serverless"):
+            raise ConfigError(f"-c endpoints: {dataset}: kind must be real_time or serverless")
+        try:
+            real_time = dataclasses.replace(
+                settings.real_time,
+                **{k: v for k, v in keys.items() if _ENDPOINT_KEYS.get(k) == "real_time"},
+            )
+            serverless = dataclasses.replace(
+                settings.serverless,
+                **{k: v for k, v in keys.items() if _ENDPOINT_KEYS.get(k) == "serverless"},
+            )
+        except TypeError as exc:
+            raise ConfigError(f"-c endpoints: {dataset}: {exc}") from exc
+        found[dataset] = dataclasses.replace(
+            settings, kind=kind, real_time=real_time, serverless=serverless
+        )
+    return MappingProxyType(found)
 
 
 def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConfig:
@@ -565,6 +622,8 @@ def stage_config(stage: str, context: dict[str, Any] | None = None) -> StageConf
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     changes: dict[str, Any] = {}
+    if (context or {}).get("endpoints") is not None:
+        changes["endpoints"] = endpoint_overrides(STAGES[stage], (context or {})["endpoints"])
     for key, kind in _OVERRIDES.items():
         value = (context or {}).get(key)
         if value is None:

@@ -49,13 +49,8 @@ def declared_datasets(specs_dir: Path = SPECS_DIR) -> tuple[str, ...]:
 
 
 def private_network(config: StageConfig) -> bool:
-    """Whether the stage runs its workloads in a VPC.
-
-    HOOK(#9, branch ``sec``): the private-network option arrives there as ``vpc`` in the stage
-    config. Until it is on main the attribute does not exist and this is False; once it is,
-    this reads it (replace the getattr with ``config.vpc`` then).
-    """
-    return bool(getattr(config, "vpc", None))
+    """Whether the stage runs its workloads in a VPC (the ``vpc`` option, infra/network.py)."""
+    return config.vpc is not None
 
 
 def check_endpoint(settings: EndpointSettings, *, dataset: str, in_vpc: bool) -> list[str]:
@@ -180,6 +175,21 @@ def deployment_config(settings: EndpointSettings, alarm_names: Sequence[str]) ->
     }
 
 
+def scaling(settings: EndpointSettings) -> dict[str, int] | None:
+    """What the deploy step registers with Application Auto Scaling after a real-time endpoint
+    is in service (target tracking on invocations per instance); None for serverless."""
+    if settings.kind == "serverless":
+        return None
+    real_time = settings.real_time
+    return {
+        "min": real_time.min_instances,
+        "max": real_time.max_instances,
+        "target": real_time.target_invocations_per_instance,
+        "scale_in_cooldown": real_time.scale_in_cooldown_seconds,
+        "scale_out_cooldown": real_time.scale_out_cooldown_seconds,
+    }
+
+
 def production_variant(settings: EndpointSettings) -> dict[str, Any]:
     """The endpoint config's one production variant (``ModelName`` added by the deploy step).
     No data capture: it would store request bodies, PII included, in the clear."""
@@ -213,6 +223,19 @@ class DatasetRollout:
     alarm_names: tuple[str, ...]
     deployment_config: dict[str, Any]
     production_variant: dict[str, Any]
+    #: Application Auto Scaling bounds and target (None: serverless, nothing to scale)
+    scaling: dict[str, int] | None
+
+    def deploy_settings(self) -> dict[str, Any]:
+        """What the deploy steps need at run time (the resolve function's ``ENDPOINTS``):
+        the endpoint's kind, its variant (``ModelName`` added per deploy), the UpdateEndpoint
+        ``DeploymentConfig`` with the rollback alarms, and the autoscaling settings."""
+        return {
+            "kind": self.settings.kind,
+            "variant": self.production_variant,
+            "deployment": self.deployment_config,
+            "scaling": self.scaling,
+        }
 
 
 class Rollout(Construct):
@@ -230,6 +253,12 @@ class Rollout(Construct):
         super().__init__(scope, id_)
         self.datasets: dict[str, DatasetRollout] = {}
         in_vpc = private_network(config)
+        undeclared = sorted(set(config.endpoints) - set(datasets))
+        if undeclared:
+            raise ConfigError(
+                f"endpoint settings for undeclared dataset(s) {', '.join(undeclared)} "
+                f"(declared: {', '.join(datasets)})"
+            )
         for dataset in datasets:
             settings = config.endpoint_settings(dataset)
             for note in check_endpoint(settings, dataset=dataset, in_vpc=in_vpc):
@@ -246,7 +275,12 @@ class Rollout(Construct):
                 alarm_names=alarm_names,
                 deployment_config=deployment_config(settings, alarm_names),
                 production_variant=production_variant(settings),
+                scaling=scaling(settings),
             )
+
+    def deploy_settings(self) -> dict[str, dict[str, Any]]:
+        """Every dataset's ``DatasetRollout.deploy_settings``, by dataset."""
+        return {name: rollout.deploy_settings() for name, rollout in self.datasets.items()}
 
     def _alarms(
         self,

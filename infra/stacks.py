@@ -90,15 +90,6 @@ class StatelessStack(cdk.Stack):
         self.backfill = Backfill(
             self, "Backfill", config=config, lake=lake, function=self.ingestion.function.function
         )
-        self.training = TrainingPipeline(
-            self,
-            "TrainingPipeline",
-            config=config,
-            lake=lake,
-            registry=model_registry,
-            topic=self.notifications.topic,
-            network=self.network,
-        )
         datasets = declared_datasets()
         self.rollout = Rollout(
             self,
@@ -106,6 +97,16 @@ class StatelessStack(cdk.Stack):
             config=config,
             datasets=datasets,
             alerts=self.notifications.topic,
+        )
+        self.training = TrainingPipeline(
+            self,
+            "TrainingPipeline",
+            config=config,
+            lake=lake,
+            registry=model_registry,
+            topic=self.notifications.topic,
+            rollout=self.rollout,
+            network=self.network,
         )
         self.serving = Serving(
             self, "Serving", config=config, lake=lake, datasets=datasets, network=self.network

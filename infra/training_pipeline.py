@@ -8,9 +8,13 @@ Two state machines, both loaded from ``statemachines/`` with ARN/name substituti
   (and start the one follow-up run that uploads curated meanwhile asked for). Started by every
   ``DatasetCurated`` event of ingestion, by hand (``make train``), and later by drift, quality
   and schedules — all through the same input.
-- ``<prefix>-deploy`` (``deploy_model.asl.json``): the deploy steps, run by the pipeline and by
+- ``<prefix>-deploy`` (``deploy_model.asl.json``): the deploy steps, run by the pipeline, by
   an approval in the model registry (an EventBridge rule on SageMaker's "Model Package State
-  Change" event, for manually approved packages).
+  Change" event, for manually approved packages) and by ``make deploy-model``. They deploy as the
+  dataset's endpoint settings say (``infra/rollout.py``: real-time or serverless variant,
+  blue/green ``DeploymentConfig`` with the rollback alarms, autoscaling bounds, handed to the
+  resolve function), register autoscaling around each deploy (the scaling function), and put
+  models in the stage's private subnets when it has them (``_model_network``).
 - ``<prefix>-release-lock`` (``release_lock.asl.json``): frees the lock of a run whose execution
   ended without its own release (stopped, timed out), records it and starts the queued follow-up;
   started by an EventBridge rule on Step Functions' execution status changes, and by a run that
@@ -54,6 +58,7 @@ from infra.large_objects import nag_resource
 from infra.log_groups import encrypted_log_group
 from infra.model_registry import ModelRegistry
 from infra.network import Network, Workload, asl_network
+from infra.rollout import Rollout
 from infra.sagemaker_images import XgboostImage
 
 STATEMACHINES = REPO_ROOT / "statemachines"
@@ -65,9 +70,19 @@ UNRELEASED_ENDS = ("ABORTED", "TIMED_OUT", "FAILED")
 #: what goes into sourcedir.tar.gz (training/package.py lays it out)
 SOURCEDIR_INPUTS = ("training", "datasets")
 #: the functions of lambdas/pipeline, one per step
-STEPS = ("prepare", "register", "resolve", "record", "teardown")
-#: AWS services the functions call besides S3 and DynamoDB (interface endpoints in a VPC)
-PIPELINE_SERVICES = ("sagemaker.api", "states", "sns")
+STEPS = ("prepare", "register", "resolve", "record", "scaling", "teardown")
+#: AWS services the functions call besides S3 and DynamoDB (interface endpoints in a VPC):
+#: SageMaker, Step Functions, SNS, CloudWatch (the rollback alarms' history; target tracking)
+#: and Application Auto Scaling
+PIPELINE_SERVICES = ("sagemaker.api", "states", "sns", "monitoring", "application-autoscaling")
+#: the functions that read the datasets' endpoint settings (``ENDPOINTS``)
+ENDPOINT_SETTINGS_STEPS = ("resolve", "register")
+#: Lambda's limit on a function's environment (keys and values); the endpoint settings must
+#: leave room for the rest of it
+ENDPOINTS_ENV_LIMIT = 2500
+#: Application Auto Scaling's service-linked role for SageMaker endpoints (created on first use)
+SCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
+SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 #: the EventBridge rules Step Functions manages for .sync tasks (AWS's fixed names)
 SYNC_RULES = (
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
@@ -117,10 +132,18 @@ class TrainingPipeline(Construct):
         lake: DataLake,
         registry: ModelRegistry,
         topic: sns.ITopic,
+        rollout: Rollout,
         network: Network | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.network = network
+        self.network, self.rollout = network, rollout
+        self.endpoint_settings = json.dumps(rollout.deploy_settings(), separators=(",", ":"))
+        if len(self.endpoint_settings) > ENDPOINTS_ENV_LIMIT:
+            raise ValueError(
+                f"the datasets' endpoint settings take {len(self.endpoint_settings)} characters "
+                f"of the resolve function's environment (at most {ENDPOINTS_ENV_LIMIT}: Lambda "
+                "allows 4 KB in all): give fewer datasets settings of their own"
+            )
         if config.training_instance_count != 1:
             raise ValueError(
                 f"training_instance_count={config.training_instance_count}: one training "
@@ -172,8 +195,10 @@ class TrainingPipeline(Construct):
             {
                 "ResolveFunctionArn": self.functions["resolve"].function.function_arn,
                 "RecordFunctionArn": self.functions["record"].function.function_arn,
+                "ScalingFunctionArn": self.functions["scaling"].function.function_arn,
                 "ModelRoleArn": self.job_role.role_arn,
                 "KeyArn": lake.key.key_arn,
+                **asl_network(self._model_network(), "Model"),
             },
         )
         training_arn = self._arn(
@@ -264,13 +289,13 @@ class TrainingPipeline(Construct):
             "TRAINING_MAX_WAIT_SECONDS": str(c.training_max_wait_seconds),
             "PROCESSING_INSTANCE_TYPE": c.evaluation_instance_type,
             "PROCESSING_MAX_RUNTIME_SECONDS": str(c.evaluation_max_runtime_seconds),
-            "ENDPOINT_INSTANCE_TYPE": c.endpoint_instance_type,
-            "ENDPOINT_INSTANCE_COUNT": str(c.endpoint_instance_count),
             "POLL_SECONDS": str(c.pipeline_poll_seconds),
             "BACKOFF_SECONDS": ",".join(map(str, c.pipeline_backoff_seconds)),
             # the job code's content hash: recorded as each model's code version
             "SLUICE_CODE_VERSION": self.code_version,
         }
+        if step in ENDPOINT_SETTINGS_STEPS:
+            env["ENDPOINTS"] = self.endpoint_settings
         return PythonFunction(
             self,
             step.capitalize(),
@@ -294,6 +319,19 @@ class TrainingPipeline(Construct):
             with_specs=True,
             exclude=RUNTIME_PROVIDED,
             environment=env,
+        )
+
+    def _model_network(self) -> Workload | None:
+        """Where the deploy steps' models run when the stage has a private network: its
+        subnets and a security group of their own (``asl_network`` hands them to the deploy
+        state machine). The models' execution role may create their network interfaces there
+        only."""
+        if self.network is None:
+            return None
+        return self.network.sagemaker_workload(
+            Construct(self, "Models"),
+            role=self.job_role,
+            description=f"Sluice {self.config.stage}: SageMaker models",
         )
 
     def _state_machine(
@@ -542,11 +580,16 @@ class TrainingPipeline(Construct):
                     actions=["sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint"],
                     resources=[endpoint],
                 ),
+                # what the endpoint serves now: its config's variant and the model's version
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
+                    resources=[config, model],
+                ),
                 iam.PolicyStatement(
                     actions=["dynamodb:UpdateItem", "dynamodb:GetItem"], resources=[ledger]
                 ),
             ],
-            **sagemaker_findings(package, endpoint),
+            **sagemaker_findings(package, endpoint, config, model),
         )
         executions = [
             self._arn("states", "execution", f"{name}:*", colon=True)
@@ -565,9 +608,16 @@ class TrainingPipeline(Construct):
                 ),
                 iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
                 iam.PolicyStatement(actions=["states:GetExecutionHistory"], resources=executions),
+                # which rollback alarm stopped an update, and when; then reject the challenger
+                iam.PolicyStatement(
+                    actions=["cloudwatch:DescribeAlarmHistory"],
+                    resources=self._rollback_alarm_arns(),
+                ),
+                iam.PolicyStatement(actions=["sagemaker:UpdateModelPackage"], resources=[package]),
                 # how a run that never reached its own end ended (run_stopped)
                 iam.PolicyStatement(actions=["states:DescribeExecution"], resources=executions[:1]),
             ],
+            **sagemaker_findings(package),
             **{
                 f"AwsSolutions-IAM5[Resource::{nag_resource(e)}]": "The executions of this "
                 "stage's two pipeline state machines, read for the step durations of a run "
@@ -606,7 +656,89 @@ class TrainingPipeline(Construct):
                 "to resources tagged as made by the pipeline (checked in code)."
             },
         )
+        self._grant_scaling(fns["teardown"].role, "TeardownScaling", teardown_only=True)
+        self._grant_scaling(fns["scaling"].role, "ScalingAccess", teardown_only=False)
         self.teardown_policy = teardown
+
+    def _rollback_alarm_arns(self) -> list[str]:
+        return [
+            alarm.alarm_arn
+            for dataset in self.rollout.datasets.values()
+            for alarm in (dataset.errors_alarm, dataset.latency_alarm)
+        ]
+
+    def _grant_scaling(self, role: iam.IRole, id_: str, *, teardown_only: bool) -> None:
+        """Application Auto Scaling of the stage's endpoints: the scaling function registers
+        and releases variants; the teardown only releases them (before their endpoint goes).
+        Registering and deregistering also need what Application Auto Scaling reads and changes
+        of the variant (DescribeEndpoint, ...) and of its target tracking alarms."""
+        prefix = self.config.prefix
+        endpoint = self._arn("sagemaker", "endpoint", f"{prefix}-*")
+        config = self._arn("sagemaker", "endpoint-config", f"{prefix}-*")
+        tracking = self._arn(
+            "cloudwatch", "alarm", f"TargetTracking-endpoint/{prefix}-*", colon=True
+        )
+        targets = self._arn("application-autoscaling", "scalable-target", "*")
+        writes = ["application-autoscaling:DeregisterScalableTarget"]
+        reads = ["application-autoscaling:DescribeScalableTargets", "cloudwatch:DescribeAlarms"]
+        if not teardown_only:
+            writes += [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+            ]
+            reads += ["application-autoscaling:DescribeScalingPolicies"]
+        statements = [
+            # scalable-target ARNs end in an id Application Auto Scaling generates
+            iam.PolicyStatement(actions=writes, resources=[targets]),
+            iam.PolicyStatement(actions=reads, resources=["*"]),
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:UpdateEndpointWeightsAndCapacities",
+                ],
+                resources=[endpoint, config],
+            ),
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+                resources=[tracking],
+            ),
+        ]
+        if not teardown_only:
+            statements.append(
+                iam.PolicyStatement(
+                    actions=["iam:CreateServiceLinkedRole"],
+                    resources=[
+                        cdk.Stack.of(self).format_arn(
+                            service="iam",
+                            region="",
+                            resource="role",
+                            resource_name=f"aws-service-role/{SCALING_SERVICE}/{SCALING_ROLE}",
+                        )
+                    ],
+                    conditions={"StringLike": {"iam:AWSServiceName": SCALING_SERVICE}},
+                )
+            )
+        self._policy(
+            id_,
+            role,
+            statements,
+            **{
+                "AwsSolutions-IAM5[Resource::*]": "The Describe actions (scalable targets, "
+                "scaling policies, alarms) support no resource-level permissions and are "
+                "read-only.",
+                f"AwsSolutions-IAM5[Resource::{nag_resource(targets)}]": "Scalable targets are "
+                "named by an id Application Auto Scaling generates at registration; the "
+                "function only ever names the stage's endpoint variants "
+                "(endpoint/<prefix>-<dataset>/variant/AllTraffic).",
+                f"AwsSolutions-IAM5[Resource::{nag_resource(endpoint)}]": "The stage's dataset "
+                "endpoints, named per stage and dataset.",
+                f"AwsSolutions-IAM5[Resource::{nag_resource(config)}]": "Their endpoint configs, "
+                "named per deploy at run time.",
+                f"AwsSolutions-IAM5[Resource::{nag_resource(tracking)}]": "The target tracking "
+                "alarms Application Auto Scaling names after each endpoint's variant.",
+            },
+        )
 
     def _grant_training_machine(self, stack: cdk.Stack) -> None:
         prefix = self.config.prefix
@@ -705,7 +837,9 @@ class TrainingPipeline(Construct):
             [
                 iam.PolicyStatement(
                     actions=["lambda:InvokeFunction"],
-                    resources=[fns[s].function.function_arn for s in ("resolve", "record")],
+                    resources=[
+                        fns[s].function.function_arn for s in ("resolve", "record", "scaling")
+                    ],
                 ),
                 iam.PolicyStatement(
                     actions=["sagemaker:CreateModel", "sagemaker:AddTags"], resources=[model]

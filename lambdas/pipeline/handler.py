@@ -3,7 +3,9 @@
 - ``prepare``: run id, inputs, spec, champion, job settings; records the run (ledger);
 - ``register``: ``{"action": "summarize"}`` reads the verdict, ``"register"`` registers the model;
 - ``resolve``: what a deploy deploys, where, and whether it is a duplicate;
-- ``record``: ``{"action": "run_end" | "run_stopped" | "deploy_end"}``: ledger and notification;
+- ``record``: ``{"action": "run_end" | "run_stopped" | "deploy_end"}``: ledger and notification
+  (a rollback found in the alarms' history rejects the challenger's package);
+- ``scaling``: ``{"action": "release" | "apply"}``: Application Auto Scaling around a deploy;
 - ``teardown``: the custom resource that removes what runs created when the stack is deleted.
 """
 
@@ -32,6 +34,8 @@ def _clients() -> dict[str, Any]:
             "dynamodb": "dynamodb",
             "sns": "sns",
             "sfn": "stepfunctions",
+            "cloudwatch": "cloudwatch",
+            "autoscaling": "application-autoscaling",
         }.items()
     }
 
@@ -60,16 +64,31 @@ def _record(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> Any
     from lambdas.pipeline.record import deploy_end, run_end, run_stopped
 
     if event.get("action") == "deploy_end":
-        return deploy_end(event, settings, dynamodb=c["dynamodb"], sns=c["sns"])
+        return deploy_end(
+            event,
+            settings,
+            dynamodb=c["dynamodb"],
+            sns=c["sns"],
+            sagemaker=c["sagemaker"],
+            cloudwatch=c["cloudwatch"],
+        )
     if event.get("action") == "run_stopped":
         return run_stopped(event, settings, dynamodb=c["dynamodb"], sns=c["sns"], sfn=c["sfn"])
     return run_end(event, settings, dynamodb=c["dynamodb"], sns=c["sns"], sfn=c["sfn"])
 
 
+def _scaling(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> Any:
+    from lambdas.pipeline.scaling import apply, release
+
+    if event.get("action") == "release":
+        return release(event, autoscaling=c["autoscaling"])
+    return apply(event, sagemaker=c["sagemaker"], autoscaling=c["autoscaling"])
+
+
 def _teardown(event: dict[str, Any], settings: Settings, c: dict[str, Any]) -> Any:
     from lambdas.pipeline.teardown import on_event
 
-    return on_event(event, sagemaker=c["sagemaker"])
+    return on_event(event, sagemaker=c["sagemaker"], autoscaling=c["autoscaling"])
 
 
 STEPS: dict[str, Callable[[dict[str, Any], Settings, dict[str, Any]], Any]] = {
@@ -77,6 +96,7 @@ STEPS: dict[str, Callable[[dict[str, Any], Settings, dict[str, Any]], Any]] = {
     "register": _register,
     "resolve": _resolve,
     "record": _record,
+    "scaling": _scaling,
     "teardown": _teardown,
 }
 

@@ -90,21 +90,24 @@ def register(
     bucket, key = _split(f"{run['artifacts']}lineage.json")
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(lineage, indent=1).encode())
     group = names.model_package_group_name(settings.prefix, run["dataset"])
+    inference: dict[str, Any] = {
+        "Containers": [
+            {
+                "Image": settings.image_uri,
+                "ModelDataUrl": train["model"],
+                "Environment": SERVING_ENVIRONMENT,
+            }
+        ],
+        "SupportedContentTypes": ["application/json", "text/csv"],
+        "SupportedResponseMIMETypes": ["application/json"],
+    }
+    variant = (settings.endpoints.get(run["dataset"]) or {}).get("variant") or {}
+    if variant.get("InstanceType"):  # a real-time endpoint's (serverless has none)
+        inference["SupportedRealtimeInferenceInstanceTypes"] = [variant["InstanceType"]]
     response = sagemaker.create_model_package(
         ModelPackageGroupName=group,
         ModelPackageDescription=f"run {run['id']}: {evaluation['reason']}"[:1000],
-        InferenceSpecification={
-            "Containers": [
-                {
-                    "Image": settings.image_uri,
-                    "ModelDataUrl": train["model"],
-                    "Environment": SERVING_ENVIRONMENT,
-                }
-            ],
-            "SupportedContentTypes": ["application/json", "text/csv"],
-            "SupportedResponseMIMETypes": ["application/json"],
-            "SupportedRealtimeInferenceInstanceTypes": [settings.endpoint_instance_type],
-        },
+        InferenceSpecification=inference,
         ModelApprovalStatus=status,
         ModelMetrics={
             "ModelQuality": {

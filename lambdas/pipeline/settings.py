@@ -44,12 +44,25 @@ class Settings:
     processing_instance_type: str = "ml.m5.large"
     processing_volume_gb: int = 30
     processing_max_runtime_seconds: int = 3600
-    endpoint_instance_type: str = "ml.m5.large"
-    endpoint_instance_count: int = 1
+    #: per dataset, what the deploy steps deploy (infra/rollout.py ``deploy_settings``): the
+    #: endpoint's kind, its production variant, the UpdateEndpoint DeploymentConfig with the
+    #: rollback alarms, and the autoscaling bounds (None when serverless)
+    endpoints: Mapping[str, Any] = field(default_factory=dict)
     #: seconds between DescribeEndpoint polls, and the throttling back-off steps
     poll_seconds: int = 30
     backoff_seconds: tuple[int, ...] = (2, 4, 8, 16, 32)
     code_version: str = ""
+
+    def endpoint(self, dataset: str) -> dict[str, Any]:
+        """The deploy settings of ``dataset``'s endpoint (``kind``, ``variant``, ``deployment``,
+        ``scaling``)."""
+        found = self.endpoints.get(dataset)
+        if not found:
+            raise SettingsError(
+                f"no endpoint settings for dataset {dataset!r}: is it declared "
+                f"(datasets/{dataset}.yaml) in the deployed app?"
+            )
+        return dict(found)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,13 +100,12 @@ class Settings:
                 processing_max_runtime_seconds=int(
                     env.get("PROCESSING_MAX_RUNTIME_SECONDS", "3600")
                 ),
-                endpoint_instance_type=env.get("ENDPOINT_INSTANCE_TYPE", "ml.m5.large"),
-                endpoint_instance_count=int(env.get("ENDPOINT_INSTANCE_COUNT", "1")),
+                endpoints=json.loads(env.get("ENDPOINTS", "{}")),
                 poll_seconds=int(env.get("POLL_SECONDS", "30")),
                 backoff_seconds=tuple(
                     int(v) for v in env.get("BACKOFF_SECONDS", "2,4,8,16,32").split(",")
                 ),
                 code_version=env.get("SLUICE_CODE_VERSION", ""),
             )
-        except ValueError as exc:
+        except ValueError as exc:  # json.JSONDecodeError is one
             raise SettingsError(f"malformed pipeline setting: {exc}") from exc

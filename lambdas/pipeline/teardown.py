@@ -2,8 +2,9 @@
 
 Endpoints, endpoint configs and models are created by the deploy steps, not by CloudFormation,
 so ``cdk destroy`` would leave them running (and billing). They carry the stage's tags; this
-finds them by tag and deletes them. Where the stage does not retain data (dev), the model
-packages of the stage's groups go too, so the groups themselves can be deleted.
+finds them by tag and deletes them, each endpoint's Application Auto Scaling registration (and
+so its scaling policy) first. Where the stage does not retain data (dev), the model packages of
+the stage's groups go too, so the groups themselves can be deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import urllib.request
 from typing import Any
 
 from datasets import names
+from lambdas.pipeline.scaling import deregister, resource_id
 from lambdas.shared.observability import logger
 
 
@@ -27,9 +29,27 @@ def _ours(sagemaker: Any, arn: str, stage: str) -> bool:
     )
 
 
-def remove_created(sagemaker: Any, *, stage: str, prefix: str, groups: list[str]) -> dict[str, int]:
-    """Delete the stage's pipeline-made endpoints, configs, models (and packages of ``groups``)."""
-    removed = {"endpoints": 0, "endpoint_configs": 0, "models": 0, "model_packages": 0}
+def _release_scaling(sagemaker: Any, autoscaling: Any, endpoint: str) -> int:
+    """Deregister the endpoint's variants from Application Auto Scaling (before it goes)."""
+    described = sagemaker.describe_endpoint(EndpointName=endpoint)
+    return sum(
+        deregister(autoscaling, resource_id(endpoint, variant["VariantName"]))
+        for variant in described.get("ProductionVariants") or []
+    )
+
+
+def remove_created(
+    sagemaker: Any, autoscaling: Any, *, stage: str, prefix: str, groups: list[str]
+) -> dict[str, int]:
+    """Delete the stage's pipeline-made endpoints (their autoscaling first), configs, models
+    (and packages of ``groups``)."""
+    removed = {
+        "scalable_targets": 0,
+        "endpoints": 0,
+        "endpoint_configs": 0,
+        "models": 0,
+        "model_packages": 0,
+    }
     kinds = (
         ("endpoints", "list_endpoints", "Endpoints", "EndpointArn", "EndpointName",
          "delete_endpoint"),
@@ -41,6 +61,10 @@ def remove_created(sagemaker: Any, *, stage: str, prefix: str, groups: list[str]
         for page in sagemaker.get_paginator(lister).paginate(NameContains=prefix):
             for item in page.get(key, []):
                 if _ours(sagemaker, item[arn_key], stage):
+                    if kind == "endpoints":
+                        removed["scalable_targets"] += _release_scaling(
+                            sagemaker, autoscaling, item[name_key]
+                        )
                     getattr(sagemaker, deleter)(**{name_key: item[name_key]})
                     removed[kind] += 1
     for group in groups:
@@ -72,14 +96,14 @@ def respond(event: dict[str, Any], status: str, reason: str, data: dict[str, Any
         response.read()
 
 
-def on_event(event: dict[str, Any], *, sagemaker: Any) -> None:
+def on_event(event: dict[str, Any], *, sagemaker: Any, autoscaling: Any) -> None:
     props = event.get("ResourceProperties") or {}
     try:
         data: dict[str, Any] = {}
         if event["RequestType"] == "Delete":
             groups = json.loads(props.get("PackageGroups") or "[]")
             data = remove_created(
-                sagemaker, stage=props["Stage"], prefix=props["Prefix"], groups=groups
+                sagemaker, autoscaling, stage=props["Stage"], prefix=props["Prefix"], groups=groups
             )
             logger.info("removed what the pipeline created", extra={"removed": data})
         respond(event, "SUCCESS", "ok", {k: str(v) for k, v in data.items()})

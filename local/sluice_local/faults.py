@@ -5,7 +5,11 @@
 makes the next ``count`` calls of that operation whose request contains ``match`` (optional)
 fail as AWS fails them (HTTP 400 with that error code).
 ``"operation": "EndpointStart"`` makes the next endpoint worker fail its start (the model
-"cannot start": the endpoint or update fails with that message). ``DELETE`` clears them all.
+"cannot start": the endpoint or update fails with that message). ``"operation":
+"EndpointInvocations"`` makes the next endpoint worker of an endpoint whose name contains
+``match`` start, pass its health check, then answer every invocation with a model error (HTTP
+500 with the message): a model that passed its evaluation and fails on live traffic.
+``DELETE`` clears them all.
 """
 
 from __future__ import annotations

@@ -209,17 +209,7 @@ def test_every_state_machine_that_creates_jobs_or_models_is_held_to_the_network(
 
 @pytest.mark.parametrize(
     "machine",
-    [
-        "sluice-dev-training",
-        pytest.param(
-            "sluice-dev-deploy",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the deploy steps' models join the network with rollout (#12, branch "
-                "roll), through infra.network.asl_network",
-            ),
-        ),
-    ],
+    ["sluice-dev-training", "sluice-dev-deploy"],
 )
 def test_with_a_network_every_job_and_model_runs_in_its_subnets(on: Synth, machine: str) -> None:
     template = on.template

@@ -110,9 +110,9 @@ def test_workloads_may_only_send_https_and_endpoints_only_admit_the_workloads(
     groups = created.find_resources("AWS::EC2::SecurityGroup")
     endpoint_gid = next(g for g, v in groups.items() if "interface endpoints" in str(v))
     workloads = {g: v for g, v in groups.items() if g != endpoint_gid}
-    # the preprocess, predict and score functions, ingestion jobs, the pipeline's functions
-    # and its jobs (train, evaluate), monitoring's functions
-    assert len(workloads) == 4 + len(PIPELINE_STEPS) + 1 + len(MONITORING_FUNCTIONS)
+    # the preprocess, predict and score functions, ingestion jobs, the pipeline's functions,
+    # its jobs (train, evaluate) and the models it deploys, monitoring's functions
+    assert len(workloads) == 4 + len(PIPELINE_STEPS) + 2 + len(MONITORING_FUNCTIONS)
     for gid, group in workloads.items():
         assert "SecurityGroupIngress" not in group["Properties"], gid
         (egress,) = group["Properties"]["SecurityGroupEgress"]
@@ -180,8 +180,9 @@ def test_workload_roles_may_create_interfaces_only_in_the_stages_subnets(
         for pid, p in created.find_resources("AWS::IAM::Policy").items()
         if "VpcAccess" in pid
     }
-    # the functions' roles, the ingestion job's role, the pipeline's jobs' role, monitoring's
-    assert len(policies) == 4 + len(PIPELINE_STEPS) + 1 + len(MONITORING_FUNCTIONS)
+    # the functions' roles, the ingestion job's role, the pipeline's jobs' and models' role
+    # (one policy for each place: the jobs' and the models' security groups), monitoring's
+    assert len(policies) == 4 + len(PIPELINE_STEPS) + 2 + len(MONITORING_FUNCTIONS)
     for pid, statements in policies.items():
         (create,) = [s for s in statements if s["Action"] == "ec2:CreateNetworkInterface"]
         resources = json.dumps(create["Resource"])

@@ -233,7 +233,7 @@ def test_serverless_in_the_private_network_is_a_synth_error():
     assert check_endpoint(serverless, dataset="churn", in_vpc=False) == []
     with pytest.raises(ConfigError, match="serverless endpoints cannot run in the stage's VPC"):
         check_endpoint(serverless, dataset="churn", in_vpc=True)
-    # the stage's option (branch sec: `vpc`) is read when it exists
+    # the stage's private-network option (`vpc`)
     assert private_network(SimpleNamespace(vpc=True))  # type: ignore[arg-type]
     assert not private_network(DEV)
 

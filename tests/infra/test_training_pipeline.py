@@ -344,10 +344,13 @@ def test_stack_deletion_removes_what_runs_created(
     ]
     assert json.loads(prod_teardown["Properties"]["PackageGroups"]) == []  # prod retains them
     statements = _statements(dev["sluice-dev-app"], "TrainingPipelineTeardown")
-    deletes = [a for s in statements for a in _actions(s) if ":Delete" in a]
+    deletes = [a for s in statements for a in _actions(s) if ":Delete" in a or ":Dereg" in a]
     assert set(deletes) == {
         "sagemaker:DeleteEndpoint",
         "sagemaker:DeleteEndpointConfig",
         "sagemaker:DeleteModel",
         "sagemaker:DeleteModelPackage",
+        # each endpoint's autoscaling first (and the target tracking alarms that go with it)
+        "application-autoscaling:DeregisterScalableTarget",
+        "cloudwatch:DeleteAlarms",
     }

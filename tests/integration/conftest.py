@@ -137,6 +137,8 @@ def app_outputs(
     context = ["-c", "stage=dev", "-c", f"lambda_architecture={host_architecture()}"]
     context += ["-c", "pipeline_poll_seconds=1"]  # the pipeline's waits, in seconds, not 30
     context += ["-c", f"monitoring={json.dumps(MONITORING)}"]
+    # one dataset on a serverless endpoint (test_rollout_pipeline.py), the others real-time
+    context += ["-c", 'endpoints={"wine": {"kind": "serverless"}}']
     deploy = ["deploy", "--all", *context, "--require-approval", "never"]
     _cdklocal(
         [*deploy, "--outputs-file", str(outputs_file)],

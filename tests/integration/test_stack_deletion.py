@@ -28,6 +28,13 @@ def test_deleting_the_app_stack_removes_the_endpoints_configs_and_models_runs_ma
     ]
     if not made:
         pytest.skip("no pipeline run deployed a model in this session")
+    registered = {
+        t["ResourceId"]
+        for t in aws("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="sagemaker"
+        )["ScalableTargets"]
+        if t["ResourceId"].startswith("endpoint/sluice-dev-")
+    }
     # When the app stack is deleted (make destroy)
     cloudformation.delete_stack(StackName=APP)
 
@@ -54,6 +61,11 @@ def test_deleting_the_app_stack_removes_the_endpoints_configs_and_models_runs_ma
         return left
 
     assert ours(sagemaker.list_endpoints()["Endpoints"], "EndpointName", "EndpointArn") == []
+    # nor any of their autoscaling registrations (the teardown deregisters them first)
+    targets = aws("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="sagemaker"
+    )["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets if t["ResourceId"] in registered] == []
     configs = sagemaker.list_endpoint_configs()["EndpointConfigs"]
     assert ours(configs, "EndpointConfigName", "EndpointConfigArn") == []
     assert ours(sagemaker.list_models()["Models"], "ModelName", "ModelArn") == []

@@ -17,11 +17,12 @@ pytestmark = pytest.mark.integration
 STAGE = "prod"
 APP_STACK = f"sluice-{STAGE}-app"
 #: the services the functions call (ingestion; predictions: SageMaker runtime, Firehose capture)
-#: what the functions call besides S3 and DynamoDB: ingestion, serving, the training pipeline,
+#: what the functions call besides S3 and DynamoDB: ingestion, serving, the training pipeline
+#: (its deploys: CloudWatch for the rollback alarms' history, Application Auto Scaling),
 #: monitoring (CloudWatch metrics)
 INTERFACES = {
     "events", "firehose", "sagemaker.api", "sagemaker.runtime", "secretsmanager", "sns", "states",
-    "monitoring",
+    "monitoring", "application-autoscaling",
 }  # fmt: skip
 
 

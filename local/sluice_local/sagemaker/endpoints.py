@@ -59,6 +59,8 @@ class Variant:
     serverless_config: dict[str, Any] | None = None
     #: requests the worker is answering now (a fleet leaving service drains them first)
     in_flight: int = 0
+    #: a fault (``EndpointInvocations``): the model answers every request with this error (500)
+    failing: str | None = None
     _counter: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @contextlib.contextmanager
@@ -169,6 +171,7 @@ def _start_variant(
             f"The primary container for production variant {variant['VariantName']} did not "
             f"pass the ping health check. {fault.message}"
         )
+    failing = faults.take("sagemaker", "EndpointInvocations", endpoint)
     clients = _clients(account, region)
     model = clients.sagemaker.describe_model(ModelName=variant["ModelName"])
     container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
@@ -248,6 +251,7 @@ def _start_variant(
         log_path=log_path,
         instances=None if serverless else int(variant.get("InitialInstanceCount") or 1),
         serverless_config=dict(serverless) if serverless else None,
+        failing=failing.message if failing is not None else None,
     )
 
 
@@ -373,6 +377,10 @@ def invoke(
 
 def _invoke(variant: Variant, body: bytes, content_type: str, accept: str | None) -> Answer:
     started = time.perf_counter()
+    if variant.failing is not None:  # the model's handler raises: the container answers 500
+        answer = Answer(500, f"ModelError: {variant.failing}".encode(), "text/plain", variant.name)
+        answer.model_seconds, answer.served_by = time.perf_counter() - started, variant
+        return answer
     request = urllib.request.Request(
         f"http://127.0.0.1:{variant.port}/invocations",
         data=body,
