@@ -66,6 +66,13 @@ def story(
     """Churn served by a model the pipeline trained on the dataset's current inputs."""
     outputs = {**app_outputs["sluice-dev-data"], **app_outputs["sluice-dev-app"]}
     pipeline = Pipeline(aws, outputs)
+    # the runs earlier tests' uploads started end first (ours would queue behind them)
+    wait_for(
+        lambda: not any(e["status"] == "RUNNING" for e in pipeline.executions()),
+        timeout=300,
+        interval=2,
+        what="the training runs of earlier tests to end",
+    )
     # no endpoint left by other tests (theirs are not the pipeline's): the run deploys its own
     serving_model.delete_endpoint(aws)
     pipeline.seed_curated(DATASET, 1500, 71, tmp_path_factory.mktemp("monitoring"))
