@@ -220,7 +220,7 @@ def run(record: Any, account: str, region: str, update: Update) -> None:
         green.stop()
         return
     if outcome.succeeded and endpoints.replace(account, region, name, blue, green):
-        blue.stop(drain=True)
+        blue.stop(drain=True, replaced=True)
         record.pending_deployment_summary = None
         endpoints.serve(record, green)
         LOG.info("endpoint %s: now serving %s", name, update.config_name)

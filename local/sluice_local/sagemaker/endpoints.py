@@ -127,12 +127,16 @@ class LiveEndpoint:
             summaries.append(summary)
         return summaries
 
-    def stop(self, *, drain: bool = False) -> None:
+    def stop(self, *, drain: bool = False, replaced: bool = False) -> None:
         """Stop the workers; ``drain``: first let requests already routed here finish (this
-        fleet no longer gets new ones), as a fleet leaves service on AWS."""
-        green, self.green, self.green_share = self.green, None, 0.0
-        if green is not None:
-            green.stop(drain=drain)
+        fleet no longer gets new ones), as a fleet leaves service on AWS. ``replaced``: the new
+        fleet serves the endpoint now (``replace``); it keeps running, and requests that still
+        reach this fleet go on to it."""
+        green = self.green
+        if not replaced:
+            self.green, self.green_share = None, 0.0
+            if green is not None:
+                green.stop(drain=drain)
         if drain:
             time.sleep(0.05)  # a request that picked this fleet just before the switch
             deadline = time.monotonic() + INVOKE_TIMEOUT_SECONDS
@@ -327,7 +331,9 @@ def replace(account: str, region: str, name: str, old: LiveEndpoint, new: LiveEn
         if _LIVE.get((account, region, name)) is not old:
             return False
         _LIVE[(account, region, name)] = new
-        old.green, old.green_share = None, 0.0
+        # a request that found the old fleet just before the swap picks its fleet after it:
+        # all of them go to the new one, as all traffic already did
+        old.green, old.green_share = new, 1.0
         return True
 
 
