@@ -144,11 +144,14 @@ local-deploy: ## bootstrap and deploy the dev stage to the local cloud with cdkl
 
 .PHONY: local-deploy-steps
 local-deploy-steps:
-	@# bootstrap from a folder without cdk.json: naming the environment spares a synth of the app
+	@# the bootstrap runs while the app synthesizes (from a folder without cdk.json: naming the
+	@# environment spares it a synth of its own); the deploy then takes that cloud assembly
 	cd local && $(CDKLOCAL_ENV) $(CURDIR)/node_modules/.bin/cdklocal bootstrap \
-		aws://000000000000/us-east-1
-	$(CDKLOCAL) deploy --all -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
-		-c pipeline_poll_seconds=1 --require-approval never --output cdk.out.local
+		aws://000000000000/us-east-1 & boot=$$!; \
+	$(CDK) synth --quiet -c stage=dev -c lambda_architecture=$(LOCAL_ARCH) \
+		-c pipeline_poll_seconds=1 --output cdk.out.local > /dev/null; synth=$$?; \
+	wait $$boot && test $$synth -eq 0
+	$(CDKLOCAL) deploy --all --app cdk.out.local --require-approval never
 
 # ---------------------------------------------------------------- API
 .PHONY: openapi
